@@ -1,0 +1,1 @@
+"""Priority classifier: proposes Kritisch, Hoch, Mittel or Niedrig with confidence and reasons."""

@@ -1,0 +1,62 @@
+"""Read the labelled corpus (JSON Lines) and turn a request into the classifier's input text."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from intake.domain import Priority
+
+CORPUS_DIR = Path(__file__).resolve().parent / "data" / "corpus"
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    lang: str
+    style: str
+    subject: str
+    body: str
+    priority: Priority
+    hard_case: str | None
+
+    @property
+    def text(self) -> str:
+        return classifier_text(self.subject, self.body)
+
+
+def classifier_text(subject: str | None, body: str) -> str:
+    return f"{subject or ''}\n{body}".strip()
+
+
+def load_corpus(directory: Path = CORPUS_DIR) -> list[Example]:
+    examples: list[Example] = []
+    for path in sorted(directory.glob("*.jsonl")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                examples.append(
+                    Example(
+                        id=row["id"],
+                        lang=row["lang"],
+                        style=row["style"],
+                        subject=row.get("subject") or "",
+                        body=row["body"],
+                        priority=Priority(row["priority"]),
+                        hard_case=row.get("hard_case"),
+                    )
+                )
+            except (ValueError, KeyError) as exc:
+                raise ValueError(f"{path}:{number}: bad corpus row: {exc}") from None
+    return examples
+
+
+def corpus_digest(examples: list[Example]) -> str:
+    h = hashlib.sha256()
+    for e in examples:
+        h.update(f"{e.id}\t{e.priority}\t{e.text}\n".encode())
+    return h.hexdigest()

@@ -1,0 +1,1 @@
+"""Support intake assistant: mail and chat intake, priority proposals, entitlement, confirmations."""

@@ -1,0 +1,102 @@
+"""Wire the running service: database, classifier, SMTP intake and the outbox sender in one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from pathlib import Path
+
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+from classifier.model import PriorityModel
+from intake.clock import Clock, utcnow
+from intake.config import Config
+from intake.db.engine import make_engine, make_sessions
+from intake.db.migrate import alembic_config
+from intake.mail.smtp import IntakeHandler, smtp_factory
+from intake.outbox import OutboxSender, make_relay
+from intake.service import IntakeService
+
+log = logging.getLogger("intake.app")
+
+
+class NotMigrated(Exception):
+    pass
+
+
+def check_migrated(engine: Engine, url: str) -> None:
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current != head:
+        raise NotMigrated(
+            f"the database is at revision {current or 'none'}, the code needs {head}: "
+            "run `intake db upgrade` first"
+        )
+
+
+class IntakeApp:
+    """Everything `intake serve` runs; start() binds the ports, stop() drains and closes."""
+
+    def __init__(
+        self, cfg: Config, clock: Clock = utcnow, model: PriorityModel | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.engine = make_engine(cfg.database.url, echo=cfg.database.echo)
+        check_migrated(self.engine, cfg.database.url)
+        self.sessions = make_sessions(self.engine)
+        self.model = model or PriorityModel.load(
+            Path(cfg.classifier.model_path), cfg.classifier.review_below
+        )
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self.service = IntakeService(
+            cfg, self.sessions, self.model, on_reply_queued=self._wake_outbox
+        )
+        self.outbox = OutboxSender(
+            self.sessions, make_relay(cfg.relay, cfg.mail.from_address), cfg.outbox, clock
+        )
+        self._server: asyncio.Server | None = None
+        self._outbox_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _wake_outbox(self) -> None:
+        # Called from the worker thread that committed the reply.
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        handler = IntakeHandler(self.service, self.cfg.smtp.addresses, self.clock)
+        hostname = socket.gethostname()
+        self._server = await self._loop.create_server(
+            lambda: smtp_factory(handler, self.cfg.smtp.max_message_bytes, hostname),
+            host=self.cfg.smtp.host,
+            port=self.cfg.smtp.port,
+        )
+        self._outbox_task = asyncio.create_task(self.outbox.run(self._stop, self._wake))
+        log.info(
+            '{"event": "started", "smtp": "%s:%s", "model": "%s"}',
+            self.cfg.smtp.host,
+            self.smtp_port,
+            self.model.version,
+        )
+
+    @property
+    def smtp_port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._outbox_task is not None:
+            await self._outbox_task
+        self.engine.dispose()
+        log.info('{"event": "stopped"}')

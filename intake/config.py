@@ -1,0 +1,362 @@
+"""Load and validate config.yaml (plus INTAKE_<SECTION>__<KEY> overrides) into frozen typed models."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import date, time
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from intake.domain import ContractModel, Priority
+
+ENV_PREFIX = "INTAKE_"
+GERMAN_STATES: tuple[str, ...] = tuple(holidays.list_supported_countries()["DE"])
+CONFIG_ENV = "INTAKE_CONFIG"
+# Keys that hold secrets: accepted only from the environment, never from a file.
+SECRET_KEYS = ("relay.password",)
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names the key and the reason."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseConfig(Section):
+    url: str = "sqlite:///var/intake.db"
+    echo: bool = False
+
+
+class SmtpConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=2525, ge=0, le=65535)
+    addresses: tuple[str, ...] = ("support@example.com",)
+    max_message_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses_are_mail_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one support address is needed")
+        for address in value:
+            if not re.fullmatch(r"[^@\s]+@[^@\s]+", address):
+                raise ValueError(f"{address!r} is not an e-mail address")
+        return tuple(a.lower() for a in value)
+
+
+class RelayConfig(Section):
+    mode: Literal["maildir", "smtp"] = "maildir"
+    maildir: Path = Path("var/maildir")
+    host: str | None = None
+    port: int = Field(default=25, ge=1, le=65535)
+    starttls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _smtp_needs_a_host(self) -> RelayConfig:
+        if self.mode == "smtp" and not self.host:
+            raise ValueError("relay.mode 'smtp' needs relay.host")
+        return self
+
+
+class MailConfig(Section):
+    from_address: str = "support@example.com"
+    from_name: str = "OTRS-Support"
+
+    @property
+    def domain(self) -> str:
+        return self.from_address.rpartition("@")[2]
+
+
+class WebConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class OpeningHours(Section):
+    start: time
+    end: time
+
+    @model_validator(mode="after")
+    def _start_before_end(self) -> OpeningHours:
+        if self.start >= self.end:
+            raise ValueError(f"opening hours must start before they end ({self.start}-{self.end})")
+        return self
+
+
+class CalendarConfig(Section):
+    """Weekly opening hours of one service calendar; a day not listed is closed."""
+
+    hours: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], OpeningHours]
+
+    def for_weekday(self, weekday: int) -> OpeningHours | None:
+        day: Any = WEEKDAYS[weekday]
+        return self.hours.get(day)
+
+
+def _weekdays(start: str, end: str, days: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    return {d: {"start": start, "end": end} for d in days}
+
+
+def _default_calendars() -> dict[str, CalendarConfig]:
+    workdays = ("mon", "tue", "wed", "thu", "fri")
+    return {
+        "service": CalendarConfig.model_validate({"hours": _weekdays("08:00", "17:00", workdays)}),
+        "extended": CalendarConfig.model_validate(
+            {
+                "hours": {
+                    **_weekdays("07:00", "20:00", workdays),
+                    "sat": {"start": "09:00", "end": "13:00"},
+                }
+            }
+        ),
+    }
+
+
+class ContractTerms(Section):
+    """Per contract model: which calendar its deadlines run in and the hours per priority."""
+
+    calendar: str
+    response_hours: dict[Priority, float]
+    yearly_requests: int | None = None
+
+    @field_validator("response_hours")
+    @classmethod
+    def _every_priority(cls, value: dict[Priority, float]) -> dict[Priority, float]:
+        missing = [p.value for p in Priority if p not in value]
+        if missing:
+            raise ValueError(f"response hours missing for {', '.join(missing)}")
+        if any(h <= 0 for h in value.values()):
+            raise ValueError("response hours must be positive")
+        return value
+
+
+def _hours(k: float, h: float, m: float, n: float) -> dict[Priority, float]:
+    return {Priority.KRITISCH: k, Priority.HOCH: h, Priority.MITTEL: m, Priority.NIEDRIG: n}
+
+
+def _default_contracts() -> dict[ContractModel, ContractTerms]:
+    # Defaults from the offer (domain.md): only the critical times are contractual.
+    return {
+        ContractModel.BASIC: ContractTerms(
+            calendar="service", response_hours=_hours(4, 8, 16, 40), yearly_requests=30
+        ),
+        ContractModel.PROFESSIONAL: ContractTerms(
+            calendar="extended", response_hours=_hours(2, 4, 8, 24), yearly_requests=60
+        ),
+        ContractModel.POINTS: ContractTerms(
+            calendar="service", response_hours=_hours(4, 8, 16, 40)
+        ),
+        ContractModel.ON_DEMAND: ContractTerms(
+            calendar="service", response_hours=_hours(4, 8, 16, 40)
+        ),
+    }
+
+
+class HolidayConfig(Section):
+    state: str = "NW"
+    closures: tuple[date, ...] = ()  # extra company closure days, e.g. 2026-12-24
+    closures_yearly: tuple[str, ...] = ("12-24", "12-31")  # MM-DD closed every year
+
+    @field_validator("state")
+    @classmethod
+    def _known_state(cls, value: str) -> str:
+        if value not in GERMAN_STATES:
+            raise ValueError(f"unknown federal state {value!r}; one of {', '.join(GERMAN_STATES)}")
+        return value
+
+    @field_validator("closures_yearly")
+    @classmethod
+    def _month_day(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not re.fullmatch(r"(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])", item):
+                raise ValueError(f"{item!r} is not a MM-DD day")
+        return value
+
+
+class ClassifierConfig(Section):
+    model_path: Path = Path("models/priority.skops")
+    review_below: float = Field(default=0.6, ge=0, le=1)
+
+
+class OutboxConfig(Section):
+    poll_seconds: float = Field(default=1.0, gt=0)
+    retry_base_seconds: float = Field(default=5.0, gt=0)
+    retry_max_seconds: float = Field(default=600.0, gt=0)
+    lease_seconds: float = Field(default=120.0, gt=0)
+
+
+class Config(Section):
+    database: DatabaseConfig = DatabaseConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    relay: RelayConfig = RelayConfig()
+    mail: MailConfig = MailConfig()
+    web: WebConfig = WebConfig()
+    timezone: str = "Europe/Berlin"
+    holidays: HolidayConfig = HolidayConfig()
+    calendars: dict[str, CalendarConfig] = Field(default_factory=_default_calendars)
+    contracts: dict[ContractModel, ContractTerms] = Field(default_factory=_default_contracts)
+    classifier: ClassifierConfig = ClassifierConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _contracts_use_known_calendars(self) -> Config:
+        for model, terms in self.contracts.items():
+            if terms.calendar not in self.calendars:
+                raise ValueError(
+                    f"contracts.{model.value}.calendar: no calendar named {terms.calendar!r}"
+                )
+        missing = [m.value for m in ContractModel if m not in self.contracts]
+        if missing:
+            raise ValueError(f"contracts: terms missing for {', '.join(missing)}")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def load_config(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the YAML file, apply environment overrides and validate; raise ConfigError on any fault.
+
+    The file is `path`, else $INTAKE_CONFIG, else ./config.yaml when it exists, else defaults.
+    """
+    env = os.environ if environ is None else environ
+    source = Path(path) if path is not None else _default_path(env)
+    data: dict[str, Any] = {}
+    if source is not None:
+        data = _read_yaml(source)
+        for key in SECRET_KEYS:
+            if _lookup(data, key.split(".")) is not None:
+                env_name = ENV_PREFIX + key.upper().replace(".", "__")
+                raise ConfigError(
+                    f"{source}: {key}: secrets are read only from the environment; "
+                    f"remove it from the file and set {env_name}"
+                )
+    origins = _apply_environment(data, env)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source, origins)) from None
+
+
+def _default_path(env: Mapping[str, str]) -> Path | None:
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    default = Path("config.yaml")
+    return default if default.exists() else None
+
+
+def _read_yaml(source: Path) -> dict[str, Any]:
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the configuration file: {exc.strerror}") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections")
+    return loaded
+
+
+def _lookup(data: Mapping[str, Any], path: list[str]) -> Any:
+    node: Any = data
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _apply_environment(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    """Set INTAKE_A__B__C=value at data[a][b][c]; return {dotted key: variable name}."""
+    origins: dict[str, str] = {}
+    for name, raw in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        parts = [p for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if not parts:
+            continue
+        node = data
+        keys: list[str] = []
+        for i, part in enumerate(parts):
+            key = _match_key(node, part)
+            keys.append(key)
+            if i == len(parts) - 1:
+                node[key] = _parse_scalar(raw)
+            else:
+                child = node.get(key)
+                if not isinstance(child, dict):
+                    child = {}
+                    node[key] = child
+                node = child
+        origins[".".join(keys)] = name
+    return origins
+
+
+def _match_key(node: Mapping[str, Any], part: str) -> str:
+    """Environment names are upper case; find the existing key case-insensitively."""
+    for key in node:
+        if str(key).lower() == part.lower():
+            return str(key)
+    if part.upper() in Priority.__members__:
+        return Priority[part.upper()].value
+    return part.lower()
+
+
+def _parse_scalar(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        return raw
+
+
+def _describe(exc: ValidationError, source: Path | None, origins: Mapping[str, str]) -> str:
+    where = str(source) if source else "configuration"
+    lines = [f"{where}: invalid configuration:"]
+    for error in exc.errors():
+        key = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        reason = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            reason = "unknown key"
+        origin = f" (from {origins[key]})" if key in origins else ""
+        given = error.get("input")
+        shown = f" (got {given!r})" if isinstance(given, str | int | float | bool) else ""
+        lines.append(f"  {key}: {reason}{shown}{origin}")
+    return "\n".join(lines)

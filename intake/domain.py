@@ -1,0 +1,190 @@
+"""Domain values shared by every stage: priorities, channels, messages, proposals, verdicts (no I/O)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+
+
+class Priority(StrEnum):
+    """The offer's four criticality levels (Kritikalitäten), most urgent first."""
+
+    KRITISCH = "Kritisch"
+    HOCH = "Hoch"
+    MITTEL = "Mittel"
+    NIEDRIG = "Niedrig"
+
+    @property
+    def rank(self) -> int:
+        """0 for Kritisch … 3 for Niedrig: lower is more urgent."""
+        return list(Priority).index(self)
+
+    @property
+    def english(self) -> str:
+        return {"Kritisch": "Critical", "Hoch": "High", "Mittel": "Medium", "Niedrig": "Low"}[
+            self.value
+        ]
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    TELEGRAM = "telegram"
+
+
+class ContractModel(StrEnum):
+    POINTS = "points"
+    BASIC = "basic"
+    PROFESSIONAL = "professional"
+    ON_DEMAND = "on_demand"
+
+    @property
+    def label(self) -> str:
+        return {
+            "points": "Support-Punktekonto",
+            "basic": "OTRS-Support Basic",
+            "professional": "OTRS-Support Professional",
+            "on_demand": "OTRS-Support on Demand",
+        }[self.value]
+
+    @property
+    def is_commitment(self) -> bool:
+        """Basic and Professional promise their response times by contract; the rest are targets."""
+        return self in (ContractModel.BASIC, ContractModel.PROFESSIONAL)
+
+
+class Outcome(StrEnum):
+    """What intake decided for one inbound message."""
+
+    ACCEPTED = "accepted"  # covered: ticket open, confirmation sent
+    HELD = "held"  # stored and put before staff; the sender is told why
+    IGNORED = "ignored"  # automatic mail: stored, never answered, never counted
+    UNREADABLE = "unreadable"  # could not be parsed: kept raw for staff, never answered
+
+
+class Action(StrEnum):
+    """What a rule that hits asks the chain to do."""
+
+    IGNORE = "ignore"  # store, never answer, never count
+    HOLD = "hold"  # hold for staff and tell the sender why
+    HOLD_SILENTLY = "hold-silently"  # hold for staff, answer nothing (unreadable mail)
+
+
+class TicketStatus(StrEnum):
+    OPEN = "open"
+    HELD = "held"
+    CLOSED = "closed"
+
+
+class Language(StrEnum):
+    DE = "de"
+    EN = "en"
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One message as an adapter hands it to the intake service."""
+
+    channel: Channel
+    sender: str  # e-mail address (lower case) or chat id
+    subject: str
+    body: str
+    received_at: datetime
+    raw: bytes = b""
+    sender_name: str = ""
+    message_id: str | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    automatic_reasons: tuple[str, ...] = ()  # why the message looks machine-generated
+    parse_error: str | None = None  # set when the bytes could not be parsed
+
+    @property
+    def dedupe_key(self) -> str:
+        """Stable identity of a delivery: the Message-ID, or a hash of the raw content."""
+        if self.message_id:
+            return f"mid:{self.message_id}"
+        payload = self.raw or f"{self.sender}\n{self.subject}\n{self.body}".encode()
+        return "sha256:" + hashlib.sha256(payload).hexdigest()
+
+
+@dataclass(frozen=True)
+class WeightedTerm:
+    term: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why the classifier proposed what it did: the offer's criteria found and the top terms."""
+
+    criteria: tuple[str, ...] = ()
+    terms: tuple[WeightedTerm, ...] = ()
+
+
+@dataclass(frozen=True)
+class Prediction:
+    priority: Priority
+    confidence: float
+    probabilities: Mapping[Priority, float]
+    model_version: str
+    needs_review: bool
+    explanation: Explanation = field(default_factory=Explanation)
+
+
+@dataclass(frozen=True)
+class ContractView:
+    """The facts about a contract that rules and replies need."""
+
+    id: int
+    model: ContractModel
+    start: date
+    end: date | None
+    quota: int | None = None
+    points: int | None = None
+    hours: float | None = None
+
+    def covers(self, day: date) -> bool:
+        return self.start <= day and (self.end is None or day <= self.end)
+
+
+@dataclass(frozen=True)
+class CustomerView:
+    id: int
+    number: str
+    name: str
+    state: str | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One rule's finding, recorded whether it hit or not."""
+
+    rule: str
+    hit: bool
+    reason: str  # German, for staff and German replies
+    action: Action | None = None
+    reason_en: str = ""  # for replies to customers who wrote English
+
+    def reason_in(self, language: str) -> str:
+        return self.reason_en if language == "en" and self.reason_en else self.reason
+
+
+@dataclass(frozen=True)
+class Triage:
+    """The decision for one inbound message."""
+
+    outcome: Outcome
+    verdicts: tuple[Verdict, ...]
+    prediction: Prediction | None
+    contract: ContractView | None
+    deadline: datetime | None
+
+    @property
+    def priority(self) -> Priority | None:
+        return self.prediction.priority if self.prediction else None
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return tuple(v.reason for v in self.verdicts if v.hit)

@@ -1,0 +1,1 @@
+"""E-mail adapters: parsing, the SMTP server, composing replies."""

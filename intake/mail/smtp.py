@@ -1,0 +1,75 @@
+"""The SMTP front door (aiosmtpd): refuse cheaply at RCPT, store at DATA, answer 250 only after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from intake.clock import Clock
+from intake.mail.parse import parse_email
+from intake.service import IntakeService
+
+log = logging.getLogger("intake.smtp")
+
+TOO_BIG = "552 5.3.4 Message too big for this system"
+
+
+class IntakeSMTP(SMTP):
+    """aiosmtpd's server with RFC 3463 enhanced status codes for oversized mail."""
+
+    async def push(self, status: Any) -> None:
+        if isinstance(status, str) and status.startswith(
+            ("552 Error: Too much mail data", "552 Error: message size exceeds")
+        ):
+            status = TOO_BIG
+        await super().push(status)
+
+
+class IntakeHandler:
+    def __init__(self, service: IntakeService, addresses: tuple[str, ...], clock: Clock) -> None:
+        self.service = service
+        self.addresses = frozenset(a.lower() for a in addresses)
+        self.clock = clock
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        # We are no relay: only our own support addresses are accepted (the sender's fault: info).
+        if address.lower() not in self.addresses:
+            log.info("refused recipient %s from %s", address, session.peer)
+            return f"550 5.1.1 <{address}>: no such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw: Any = envelope.original_content or envelope.content or b""
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        message = parse_email(bytes(raw), self.clock(), envelope.mail_from)
+        try:
+            receipt = await asyncio.to_thread(self.service.receive, message)
+        except Exception:
+            # Our fault (database away, disk full): the sending server keeps the mail and retries.
+            log.exception("could not store message from %s", envelope.mail_from)
+            return "451 4.3.0 Temporary failure storing the message, please try again later"
+        if receipt.ticket_number:
+            return f"250 2.0.0 OK: queued as ticket {receipt.ticket_number}"
+        return "250 2.0.0 OK"
+
+
+def smtp_factory(handler: IntakeHandler, max_message_bytes: int, hostname: str) -> IntakeSMTP:
+    return IntakeSMTP(
+        handler,
+        data_size_limit=max_message_bytes,
+        enable_SMTPUTF8=True,
+        hostname=hostname,
+        ident="support intake",
+    )

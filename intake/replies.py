@@ -1,0 +1,68 @@
+"""Render replies from Jinja2 templates (German or English, text and HTML); pure, no I/O but reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+class ReplyKind(StrEnum):
+    CONFIRMATION = "confirmation"  # covered: number, priority, deadline
+    UNKNOWN_SENDER = "unknown_sender"  # held: please tell us your customer number
+    NOT_COVERED = "not_covered"  # held: why not, and what the customer can do
+
+
+@dataclass(frozen=True)
+class ReplyContext:
+    kind: ReplyKind
+    language: str
+    ticket_number: str
+    subject: str
+    sender: str
+    contact_name: str = ""
+    contract_title: str = ""
+    priority: str = ""
+    deadline_text: str = ""
+    commitment: bool = False
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reply:
+    subject: str
+    text: str
+    html: str
+
+
+class ReplyRenderer:
+    def __init__(self, directory: Path = TEMPLATES_DIR) -> None:
+        loader = FileSystemLoader(directory)
+        self._env = Environment(
+            loader=loader,
+            undefined=StrictUndefined,
+            autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
+            keep_trailing_newline=True,
+        )
+
+    def render(self, ctx: ReplyContext) -> Reply:
+        language = ctx.language if ctx.language in ("de", "en") else "de"
+        values = {**ctx.__dict__, "language": language, "title": f"Ticket#{ctx.ticket_number}"}
+        text = self._env.get_template(f"mail/{ctx.kind}.{language}.txt.j2").render(values)
+        html = self._env.get_template(f"mail/{ctx.kind}.{language}.html.j2").render(values)
+        return Reply(subject=reply_subject(ctx.ticket_number, ctx.subject), text=text, html=html)
+
+
+def reply_subject(ticket_number: str, original: str) -> str:
+    """'[Ticket#…] Re: <original>' on one line: a customer subject can never add headers."""
+    cleaned = " ".join(original.split())[:150]
+    tag = f"[Ticket#{ticket_number}]"
+    if not cleaned:
+        return tag
+    if cleaned.lower().startswith(("re:", "aw:")):
+        return f"{tag} {cleaned}"
+    return f"{tag} Re: {cleaned}"

@@ -1,0 +1,1 @@
+"""Entitlement rules: one small named rule per condition, run in the order of chain.py."""

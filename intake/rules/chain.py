@@ -1,0 +1,38 @@
+"""The order of the entitlement policy, read top to bottom, and the engine that runs it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from intake.domain import Action, Verdict
+from intake.rules.base import Rule, RuleContext
+from intake.rules.contract import ContractExpired, ContractNotStarted, NoContract
+from intake.rules.sender import AutomaticMessage, UnknownSender, UnreadableMessage
+
+
+def default_chain() -> tuple[Rule, ...]:
+    return (
+        UnreadableMessage(),
+        AutomaticMessage(),
+        UnknownSender(),
+        NoContract(),
+        ContractNotStarted(),
+        ContractExpired(),
+    )
+
+
+@dataclass(frozen=True)
+class ChainResult:
+    verdicts: tuple[Verdict, ...]
+    action: Action | None  # the action of the first rule that hit; None: covered
+
+    @property
+    def deciding(self) -> Verdict | None:
+        return next((v for v in self.verdicts if v.hit), None)
+
+
+def run_chain(rules: tuple[Rule, ...], ctx: RuleContext) -> ChainResult:
+    """Check every rule (hits and misses are both recorded); the first hit decides."""
+    verdicts = tuple(rule.check(ctx) for rule in rules)
+    first = next((v for v in verdicts if v.hit), None)
+    return ChainResult(verdicts, first.action if first else None)

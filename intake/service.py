@@ -1,0 +1,322 @@
+"""IntakeService.receive(msg): dedupe, classify, run the rules, store, queue the reply; one transaction."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from intake.calendar import ServiceCalendar, build_calendar, format_deadline
+from intake.config import Config
+from intake.db import store
+from intake.db.tables import Contact, Message, OutboxItem, Ticket, TriageRecord
+from intake.domain import (
+    Action,
+    ContractView,
+    CustomerView,
+    InboundMessage,
+    Outcome,
+    Prediction,
+    Priority,
+    TicketStatus,
+    Triage,
+)
+from intake.language import guess_language
+from intake.mail.compose import compose_reply
+from intake.replies import ReplyContext, ReplyKind, ReplyRenderer
+from intake.rules.base import RuleContext
+from intake.rules.chain import default_chain, run_chain
+
+log = logging.getLogger("intake.service")
+
+OUTCOME_OF_ACTION = {
+    None: Outcome.ACCEPTED,
+    Action.IGNORE: Outcome.IGNORED,
+    Action.HOLD: Outcome.HELD,
+    Action.HOLD_SILENTLY: Outcome.UNREADABLE,
+}
+STATUS_OF_OUTCOME = {
+    Outcome.ACCEPTED: TicketStatus.OPEN,
+    Outcome.HELD: TicketStatus.HELD,
+    Outcome.UNREADABLE: TicketStatus.HELD,
+    Outcome.IGNORED: TicketStatus.CLOSED,
+}
+
+
+class Classifier(Protocol):
+    def predict(self, subject: str | None, body: str) -> Prediction: ...
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the adapter needs to answer its sender."""
+
+    ticket_number: str | None
+    outcome: Outcome
+    duplicate: bool = False
+    priority: Priority | None = None
+    reply_queued: bool = False
+
+
+class IntakeService:
+    def __init__(
+        self,
+        cfg: Config,
+        sessions: sessionmaker[Session],
+        classifier: Classifier,
+        renderer: ReplyRenderer | None = None,
+        on_reply_queued: Callable[[], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.sessions = sessions
+        self.classifier = classifier
+        self.renderer = renderer or ReplyRenderer()
+        self.on_reply_queued = on_reply_queued
+        self._calendars: dict[tuple[str, str | None], ServiceCalendar] = {}
+
+    def receive(self, msg: InboundMessage) -> Receipt:
+        """Store the message and everything decided about it in one transaction, or raise."""
+        started = time.perf_counter()
+        prediction = self._classify(msg)
+        try:
+            with self.sessions.begin() as session:
+                receipt = self._receive(session, msg, prediction)
+        except IntegrityError:
+            # A concurrent delivery of the same message committed first: this one is a duplicate.
+            with self.sessions() as session:
+                existing = store.find_inbound(session, msg.dedupe_key)
+                if existing is None:
+                    raise
+                receipt = self._duplicate(existing)
+        if receipt.reply_queued and self.on_reply_queued:
+            self.on_reply_queued()
+        self._log(msg, receipt, started)
+        return receipt
+
+    def _classify(self, msg: InboundMessage) -> Prediction | None:
+        # Machines and unreadable bytes get no prediction (it would only mislead staff).
+        if msg.parse_error or msg.automatic_reasons:
+            return None
+        return self.classifier.predict(msg.subject, msg.body)
+
+    def _receive(
+        self, session: Session, msg: InboundMessage, prediction: Prediction | None
+    ) -> Receipt:
+        existing = store.find_inbound(session, msg.dedupe_key)
+        if existing is not None:
+            return self._duplicate(existing)
+        contact = store.find_contact(session, msg.sender) if msg.sender else None
+        customer = store.customer_view(contact.customer) if contact else None
+        contracts = tuple(store.contract_views(session, customer.id)) if customer else ()
+        triage = self.triage(msg, prediction, customer, contracts)
+        language = guess_language(
+            f"{msg.subject}\n{msg.body}", contact.language if contact else "de"
+        )
+        ticket = store.add_ticket(
+            session,
+            Ticket(
+                channel=msg.channel.value,
+                subject=msg.subject,
+                status=STATUS_OF_OUTCOME[triage.outcome].value,
+                outcome=triage.outcome.value,
+                sender=msg.sender,
+                customer_id=customer.id if customer else None,
+                contact_id=contact.id if contact else None,
+                contract_id=triage.contract.id if triage.contract else None,
+                proposed_priority=triage.priority.value if triage.priority else None,
+                confidence=prediction.confidence if prediction else None,
+                needs_review=(prediction.needs_review if prediction else False)
+                or triage.outcome is not Outcome.ACCEPTED,
+                language=language,
+                received_at=msg.received_at,
+                deadline=triage.deadline,
+                created_at=msg.received_at,
+            ),
+            self.cfg.zone,
+        )
+        inbound = Message(
+            ticket_id=ticket.id,
+            direction="in",
+            channel=msg.channel.value,
+            dedupe_key=msg.dedupe_key,
+            message_id_header=msg.message_id,
+            sender=msg.sender,
+            subject=msg.subject,
+            body_text=msg.body,
+            raw=msg.raw or None,
+            automatic_reasons=list(msg.automatic_reasons),
+            parse_error=msg.parse_error,
+            created_at=msg.received_at,
+        )
+        session.add(inbound)
+        session.flush()
+        session.add(_triage_record(ticket, inbound, triage))
+        queued = self._queue_reply(session, msg, ticket, triage, contact, language)
+        return Receipt(ticket.number, triage.outcome, priority=triage.priority, reply_queued=queued)
+
+    def triage(
+        self,
+        msg: InboundMessage,
+        prediction: Prediction | None,
+        customer: CustomerView | None,
+        contracts: tuple[ContractView, ...],
+    ) -> Triage:
+        """Run the rules and compute the deadline; pure apart from the calendar cache."""
+        today = msg.received_at.astimezone(self.cfg.zone).date()
+        ctx = RuleContext(msg, customer, contracts, msg.received_at, today)
+        result = run_chain(default_chain(), ctx)
+        outcome = OUTCOME_OF_ACTION[result.action]
+        contract = ctx.valid_contract
+        deadline = None
+        if outcome is Outcome.ACCEPTED and contract and prediction:
+            terms = self.cfg.contracts[contract.model]
+            calendar = self._calendar(terms.calendar, customer.state if customer else None)
+            deadline = calendar.add_business_hours(
+                msg.received_at, terms.response_hours[prediction.priority]
+            )
+        return Triage(outcome, result.verdicts, prediction, contract, deadline)
+
+    def _calendar(self, name: str, state: str | None) -> ServiceCalendar:
+        key = (name, state)
+        if key not in self._calendars:
+            self._calendars[key] = build_calendar(self.cfg, name, state)
+        return self._calendars[key]
+
+    def _queue_reply(
+        self,
+        session: Session,
+        msg: InboundMessage,
+        ticket: Ticket,
+        triage: Triage,
+        contact: Contact | None,
+        language: str,
+    ) -> bool:
+        kind = _reply_kind(triage, contact)
+        if kind is None or not msg.sender or ticket.number is None:
+            return False
+        contract = triage.contract
+        priority = triage.priority
+        reply = self.renderer.render(
+            ReplyContext(
+                kind=kind,
+                language=language,
+                ticket_number=ticket.number,
+                subject=msg.subject,
+                sender=msg.sender,
+                contact_name=(contact.name if contact else "") or msg.sender_name,
+                contract_title=contract.model.label if contract else "",
+                priority=(priority.english if language == "en" else priority.value)
+                if priority
+                else "",
+                deadline_text=format_deadline(triage.deadline, self.cfg.zone, language)
+                if triage.deadline
+                else "",
+                commitment=bool(contract and contract.model.is_commitment),
+                reasons=tuple(v.reason_in(language) for v in triage.verdicts if v.hit),
+            )
+        )
+        mail = self.cfg.mail
+        message_id, payload = compose_reply(
+            reply,
+            to=msg.sender,
+            from_address=mail.from_address,
+            from_name=mail.from_name,
+            domain=mail.domain,
+            now=msg.received_at,
+            zone=self.cfg.zone,
+            in_reply_to=msg.message_id,
+            references=msg.references,
+        )
+        outbound = Message(
+            ticket_id=ticket.id,
+            direction="out",
+            channel=msg.channel.value,
+            message_id_header=message_id,
+            sender=mail.from_address,
+            recipient=msg.sender,
+            subject=reply.subject,
+            body_text=reply.text,
+            raw=payload,
+            created_at=msg.received_at,
+        )
+        session.add(outbound)
+        session.flush()
+        store.enqueue(
+            session,
+            OutboxItem(
+                ticket_id=ticket.id,
+                message_id=outbound.id,
+                channel=msg.channel.value,
+                recipient=msg.sender,
+                payload=payload,
+                next_attempt_at=msg.received_at,
+                created_at=msg.received_at,
+            ),
+        )
+        return True
+
+    @staticmethod
+    def _duplicate(existing: Message) -> Receipt:
+        ticket = existing.ticket
+        return Receipt(
+            ticket_number=ticket.number if ticket else None,
+            outcome=Outcome(ticket.outcome) if ticket else Outcome.IGNORED,
+            duplicate=True,
+            priority=Priority(ticket.proposed_priority)
+            if ticket and ticket.proposed_priority
+            else None,
+        )
+
+    @staticmethod
+    def _log(msg: InboundMessage, receipt: Receipt, started: float) -> None:
+        record: dict[str, Any] = {
+            "event": "message",
+            "channel": msg.channel.value,
+            "ticket": receipt.ticket_number,
+            "sender": msg.sender,
+            "priority": receipt.priority.value if receipt.priority else None,
+            "outcome": "duplicate" if receipt.duplicate else receipt.outcome.value,
+            "ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+        log.info(json.dumps(record, ensure_ascii=False))
+
+
+def _reply_kind(triage: Triage, contact: Contact | None) -> ReplyKind | None:
+    if triage.outcome is Outcome.ACCEPTED:
+        return ReplyKind.CONFIRMATION
+    if triage.outcome is Outcome.HELD:
+        return ReplyKind.UNKNOWN_SENDER if contact is None else ReplyKind.NOT_COVERED
+    return None  # machines and unreadable mail are never answered
+
+
+def _triage_record(ticket: Ticket, inbound: Message, triage: Triage) -> TriageRecord:
+    prediction = triage.prediction
+    return TriageRecord(
+        ticket_id=ticket.id,
+        message_id=inbound.id,
+        outcome=triage.outcome.value,
+        proposed_priority=prediction.priority.value if prediction else None,
+        confidence=prediction.confidence if prediction else None,
+        probabilities={p.value: v for p, v in prediction.probabilities.items()}
+        if prediction
+        else {},
+        model_version=prediction.model_version if prediction else None,
+        explanation={
+            "criteria": list(prediction.explanation.criteria),
+            "terms": [{"term": t.term, "weight": t.weight} for t in prediction.explanation.terms],
+        }
+        if prediction
+        else {},
+        verdicts=[
+            {"rule": v.rule, "hit": v.hit, "reason": v.reason, "action": v.action}
+            for v in triage.verdicts
+        ],
+        deadline=triage.deadline,
+        created_at=ticket.received_at,
+    )

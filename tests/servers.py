@@ -1,0 +1,50 @@
+"""Run the real IntakeApp (SMTP server + outbox sender) on loopback in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+from classifier.model import PriorityModel
+from intake.app import IntakeApp
+from intake.config import Config
+
+
+class AppThread:
+    def __init__(self, cfg: Config, model: PriorityModel | None = None) -> None:
+        self.app = IntakeApp(cfg, model=model)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._started = threading.Event()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.app.start())
+        self._started.set()
+        self.loop.run_forever()
+
+    def __enter__(self) -> AppThread:
+        self._thread.start()
+        if not self._started.wait(30):
+            raise RuntimeError("intake app did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.app.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    @property
+    def port(self) -> int:
+        return self.app.smtp_port
+
+
+def wait_for_files(directory: Path, n: int, timeout: float = 5.0) -> list[Path]:
+    deadline = time.monotonic() + timeout
+    while True:
+        files = sorted(directory.glob("*")) if directory.exists() else []
+        if len(files) >= n or time.monotonic() > deadline:
+            return files
+        time.sleep(0.05)

@@ -1,0 +1,187 @@
+"""The intake service end to end below the adapters, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from classifier.model import PriorityModel
+from intake.config import Config
+from intake.db.tables import Message, OutboxItem, Ticket, TriageRecord
+from intake.domain import Outcome, Priority
+from intake.mail.parse import parse_email
+from intake.service import IntakeService
+from tests.conftest import count
+from tests.factories import make_mail
+
+FRIDAY_1600_BERLIN = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def service(cfg: Config, sessions: sessionmaker[Session], model: PriorityModel) -> IntakeService:
+    return IntakeService(cfg, sessions, model)
+
+
+def receive(
+    service: IntakeService,
+    raw: bytes,
+    at: datetime = FRIDAY_1600_BERLIN,
+    envelope: str | None = None,
+):
+    return service.receive(parse_email(raw, at, envelope))
+
+
+def outbox_mail(sessions: sessionmaker[Session]):
+    with sessions() as session:
+        items = session.scalars(select(OutboxItem).order_by(OutboxItem.id)).all()
+    return [message_from_bytes(i.payload, policy=policy.default) for i in items]
+
+
+def test_critical_outage_from_a_basic_customer_on_friday_afternoon_is_due_monday_at_eleven(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    receipt = receive(service, make_mail())
+    assert receipt.outcome is Outcome.ACCEPTED
+    assert receipt.priority is Priority.KRITISCH
+    assert receipt.ticket_number is not None and receipt.ticket_number.startswith("20261127")
+    assert len(receipt.ticket_number) == 16
+    with sessions() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert ticket.deadline == datetime(2026, 11, 30, 10, 0, tzinfo=UTC)  # Mon 11:00 Berlin
+        assert ticket.status == "open"
+        inbound = session.scalars(select(Message).where(Message.direction == "in")).one()
+        assert inbound.raw is not None and b"Produktivsystem" in inbound.raw
+        triage = session.scalars(select(TriageRecord)).one()
+        assert triage.model_version and triage.probabilities["Kritisch"] > 0.5
+        assert {v["rule"] for v in triage.verdicts} >= {"unknown-sender", "no-contract"}
+        assert not any(v["hit"] for v in triage.verdicts)
+    (reply,) = outbox_mail(sessions)
+    assert reply["To"] == "it@muster.example"
+    assert reply["Subject"] == f"[Ticket#{receipt.ticket_number}] Re: Produktivsystem ausgefallen"
+    assert reply["Auto-Submitted"] == "auto-replied"
+    assert reply["In-Reply-To"] is not None
+    assert reply["Message-ID"].endswith("@example.com>")
+    text = reply.get_body(("plain",)).get_content()
+    assert "Montag, 30.11.2026, 11:00 Uhr" in text
+    assert "Kritisch" in text and "OTRS-Support Basic" in text
+    html = reply.get_body(("html",)).get_content()
+    assert "Montag, 30.11.2026, 11:00 Uhr" in html
+
+
+def test_the_same_message_id_delivered_twice_makes_one_ticket_and_one_reply(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    raw = make_mail(message_id="<same@customer.example>")
+    first = receive(service, raw)
+    second = receive(service, raw)
+    assert second.duplicate and second.ticket_number == first.ticket_number
+    assert count(sessions, "tickets") == 1
+    assert count(sessions, "outbox") == 1
+
+
+def test_an_unknown_sender_is_held_and_asked_for_the_customer_number(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    receipt = receive(service, make_mail(sender="stranger@elsewhere.example"))
+    assert receipt.outcome is Outcome.HELD
+    with sessions() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert ticket.status == "held" and ticket.needs_review and ticket.deadline is None
+    (reply,) = outbox_mail(sessions)
+    assert "Kundennummer" in reply.get_body(("plain",)).get_content()
+
+
+def test_an_expired_contract_is_held_and_the_reply_says_why(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    # The example Basic contract runs 01.01.2026 to 31.12.2026.
+    receipt = receive(service, make_mail(), at=datetime(2027, 1, 5, 9, 0, tzinfo=UTC))
+    assert receipt.outcome is Outcome.HELD
+    (reply,) = outbox_mail(sessions)
+    text = reply.get_body(("plain",)).get_content()
+    assert "31.12.2026 abgelaufen" in text
+
+
+def test_a_contract_that_has_not_started_yet_is_held(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    # The example on-demand contract of K-1004 starts on 01.06.2026.
+    english = make_mail(
+        sender="admin@flex.example",
+        subject="Login broken",
+        body="Hello, since this morning none of our agents can log in to the production system. "
+        "We restarted the server but it did not help. Please call us. Regards, Frank",
+    )
+    receipt = receive(service, english, at=datetime(2026, 5, 4, 9, 0, tzinfo=UTC))
+    assert receipt.outcome is Outcome.HELD
+    (reply,) = outbox_mail(sessions)
+    assert (
+        "Your contract OTRS-Support on Demand starts on 01.06.2026"
+        in reply.get_body(("plain",)).get_content()
+    )
+
+
+def test_an_english_request_gets_an_english_confirmation(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    receive(
+        service,
+        make_mail(
+            sender="helpdesk@beispiel.example",
+            subject="Question about queues",
+            body="Hello, how can we create a new queue for our purchasing team? Thanks and regards, Max",
+        ),
+    )
+    (reply,) = outbox_mail(sessions)
+    text = reply.get_body(("plain",)).get_content()
+    assert "Response by:" in text and "Low" in text
+    assert "OTRS-Support Professional" in text
+
+
+def test_an_out_of_office_reply_is_stored_but_never_answered_or_classified(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    raw = make_mail(subject="Abwesenheitsnotiz", headers={"Auto-Submitted": "auto-replied"})
+    receipt = receive(service, raw)
+    assert receipt.outcome is Outcome.IGNORED and receipt.priority is None
+    assert count(sessions, "outbox") == 0
+    assert count(sessions, "messages", "direction = 'in'") == 1
+
+
+def test_a_bounce_with_an_empty_envelope_sender_is_never_answered(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    receipt = receive(service, make_mail(sender="mailer-daemon@customer.example"), envelope="")
+    assert receipt.outcome is Outcome.IGNORED
+    assert count(sessions, "outbox") == 0
+
+
+def test_concurrent_intake_gives_every_ticket_its_own_number(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    numbers: list[str] = []
+    errors: list[BaseException] = []
+
+    def deliver(i: int) -> None:
+        try:
+            r = receive(
+                service, make_mail(subject=f"Frage {i}", body=f"Wie lege ich Queue {i} an?")
+            )
+            assert r.ticket_number
+            numbers.append(r.ticket_number)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=deliver, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(numbers) == 16 and len(set(numbers)) == 16
+    assert count(sessions, "tickets") == 16
