@@ -90,7 +90,7 @@ class PriorityModel:
     def _prediction(self, text: str, probs: np.ndarray) -> Prediction:
         priority = decide(probs)
         confidence = float(probs[ORDER.index(priority)])
-        possibly_critical = priority is not Priority.KRITISCH and probs[0] >= POSSIBLY_CRITICAL
+        possibly_critical = priority is not Priority.KRITISCH and bool(probs[0] >= POSSIBLY_CRITICAL)
         return Prediction(
             priority=priority,
             confidence=round(confidence, 4),

@@ -104,7 +104,13 @@ def _mapping_with_line(loader: _LineLoader, node: yaml.MappingNode) -> dict[str,
     return mapping  # type: ignore[return-value]
 
 
+def _date_as_text(loader: _LineLoader, node: yaml.ScalarNode) -> str:
+    # Leave dates to pydantic, which reports an impossible one (2026-02-30) with its key.
+    return str(loader.construct_scalar(node))
+
+
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_with_line)
+_LineLoader.add_constructor("tag:yaml.org,2002:timestamp", _date_as_text)
 
 
 def _strip_lines(value: Any) -> Any:

@@ -1,0 +1,101 @@
+"""The priority classifier: safe loading, cautious decisions, explanations, the shipped model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skops.io as sio
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from classifier.features import find_criteria
+from classifier.model import ModelRefused, PriorityModel, decide
+from intake.domain import Priority
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_model_file_with_unreviewed_code_is_refused(tmp_path: Path) -> None:
+    crafted = tmp_path / "evil.skops"
+    sio.dump(Pipeline([("run", FunctionTransformer(os.system))]), crafted)
+    with pytest.raises(ModelRefused, match="unreviewed types"):
+        PriorityModel.load(crafted)
+
+
+def test_a_corrupt_model_file_is_refused(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.skops"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ModelRefused):
+        PriorityModel.load(broken)
+
+
+@pytest.mark.parametrize(
+    ("probabilities", "expected"),
+    [
+        ([0.9, 0.05, 0.03, 0.02], Priority.KRITISCH),
+        ([0.05, 0.05, 0.1, 0.8], Priority.NIEDRIG),
+        ([0.0, 0.1, 0.35, 0.55], Priority.NIEDRIG),
+        # A one-in-three chance of a critical request is enough to raise it.
+        ([0.34, 0.56, 0.05, 0.05], Priority.KRITISCH),
+        ([0.15, 0.75, 0.05, 0.05], Priority.HOCH),
+    ],
+)
+def test_the_decision_prefers_over_prioritising_a_possibly_critical_request(
+    probabilities: list[float], expected: Priority
+) -> None:
+    assert decide(np.asarray(probabilities)) is expected
+
+
+def test_criteria_see_negated_workarounds() -> None:
+    assert "Kein Workaround" in find_criteria("Es gibt keinen Workaround.")
+    assert "Workaround vorhanden" not in find_criteria("Es gibt keinen Workaround.")
+    assert "Workaround vorhanden" in find_criteria("Als Workaround legen wir Tickets manuell an.")
+    assert "Test-/Staging-System" in find_criteria("Auf dem Testsystem startet der Daemon nicht")
+
+
+def test_the_shipped_model_proposes_with_confidence_and_reasons(model: PriorityModel) -> None:
+    prediction = model.predict(
+        "Produktivsystem down",
+        "Seit 8 Uhr ist unser Znuny-Produktivsystem komplett ausgefallen, auch nach dem Neustart. "
+        "Niemand kann arbeiten, es gibt keinen Workaround.",
+    )
+    assert prediction.priority is Priority.KRITISCH
+    assert abs(sum(prediction.probabilities.values()) - 1) < 0.01
+    assert prediction.confidence == prediction.probabilities[Priority.KRITISCH]
+    assert prediction.model_version == model.version and model.version.startswith("priority-")
+    assert "Neustart ohne Erfolg" in prediction.explanation.criteria
+    assert prediction.explanation.terms and all(t.weight > 0 for t in prediction.explanation.terms)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Wie kann ich in Znuny eine neue Queue anlegen und Agenten zuordnen?", Priority.NIEDRIG),
+        (
+            "DRINGEND!!! Wir möchten ein neues Feld im Kundenportal, bitte Angebot schicken.",
+            Priority.NIEDRIG,
+        ),
+        (
+            "Hello, could you send us a quote for a training on process management?",
+            Priority.NIEDRIG,
+        ),
+        (
+            "Our production Znuny is completely down since the update, restart did not help, nobody can work, no workaround.",
+            Priority.KRITISCH,
+        ),
+    ],
+)
+def test_clear_requests_get_the_offers_priority(
+    model: PriorityModel, text: str, expected: Priority
+) -> None:
+    assert model.predict(None, text).priority is expected
+
+
+def test_the_model_card_describes_the_training(model: PriorityModel) -> None:
+    card = model.card or {}
+    assert card["examples"] >= 2000
+    assert min(card["per_priority"].values()) >= 450
+    assert card["corpus_sha256"] and card["scikit_learn"]

@@ -1,0 +1,125 @@
+"""The `intake` command as an operator uses it: serve, list, show, stop with SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, free_port
+from tests.factories import make_mail
+from tests.servers import wait_for_files
+from tests.test_smtp import send
+
+INTAKE = [sys.executable, "-m", "intake.cli", "--config", str(ROOT / "config.yaml")]
+
+
+def environment(tmp_path: Path, db_url: str, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "INTAKE_DATABASE__URL": db_url,
+        "INTAKE_SMTP__PORT": str(port),
+        "INTAKE_RELAY__MAILDIR": str(tmp_path / "maildir"),
+        "INTAKE_CLASSIFIER__MODEL_PATH": str(ROOT / "models" / "priority.skops"),
+    }
+
+
+def intake(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*INTAKE, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"intake serve exited: {proc.stderr.read() if proc.stderr else ''}"
+            )
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("intake serve did not listen")
+
+
+@pytest.mark.slow
+def test_serve_answers_a_mail_lists_it_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, db_url: str
+) -> None:
+    port = free_port()
+    env = environment(tmp_path, db_url, port)
+    assert (
+        intake(env, "customers", "import", str(ROOT / "examples" / "customers.yaml")).returncode
+        == 0
+    )
+    proc = subprocess.Popen([*INTAKE, "serve"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port, proc)
+        code, answer = send(port, make_mail())
+        assert code == 250
+        assert len(wait_for_files(tmp_path / "maildir" / "new", 1, timeout=2.0)) == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    number = answer.decode().rsplit(" ", 1)[-1]
+    logged = [
+        json.loads(line.split(" intake.service ", 1)[1])
+        for line in stderr.splitlines()
+        if " intake.service " in line
+    ]
+    assert logged and logged[0]["ticket"] == number and logged[0]["outcome"] == "accepted"
+    assert logged[0]["priority"] == "Kritisch" and logged[0]["ms"] > 0
+
+    listed = json.loads(intake(env, "tickets", "list", "--json").stdout)
+    assert [t["number"] for t in listed] == [number]
+    assert listed[0]["customer"] == "K-1001" and listed[0]["proposed_priority"] == "Kritisch"
+    shown = json.loads(intake(env, "tickets", "show", number, "--json").stdout)
+    assert [m["direction"] for m in shown["messages"]] == ["in", "out"]
+    assert shown["deadline"] is not None and shown["triage"][0]["verdicts"]
+    table = intake(env, "tickets", "list").stdout
+    assert number in table and "Kritisch" in table
+
+
+def test_serve_refuses_a_database_without_migrations(tmp_path: Path) -> None:
+    env = environment(tmp_path, f"sqlite:///{tmp_path / 'empty.db'}", free_port())
+    result = intake(env, "serve")
+    assert result.returncode == 2 and "intake db upgrade" in result.stderr
+
+
+def test_show_of_an_unknown_ticket_says_so(tmp_path: Path, db_url: str) -> None:
+    result = intake(environment(tmp_path, db_url, 0), "tickets", "show", "2026010110009999")
+    assert result.returncode == 1 and "no ticket 2026010110009999" in result.stderr
+
+
+def test_classify_reads_json_lines_and_explains(tmp_path: Path) -> None:
+    env = environment(tmp_path, "sqlite://", 0)
+    lines = "\n".join(
+        json.dumps(r)
+        for r in [
+            {
+                "subject": "Produktion steht",
+                "body": "Unser Produktivsystem ist komplett ausgefallen, auch nach Neustart, kein Workaround.",
+            },
+            {"body": "Wie kann ich eine neue Queue anlegen?"},
+        ]
+    )
+    result = subprocess.run(
+        [*INTAKE, "classify"], env=env, input=lines, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["priority"] for r in rows] == ["Kritisch", "Niedrig"]
+    assert set(rows[0]["probabilities"]) == {"Kritisch", "Hoch", "Mittel", "Niedrig"}
+    assert "Kein Workaround" in rows[0]["explanation"]["criteria"]

@@ -1,0 +1,116 @@
+"""Configuration: defaults, environment overrides, and clear errors at start-up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from intake.config import ConfigError, load_config
+from intake.domain import ContractModel, Priority
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_shipped_config_yields_the_defaults_of_the_offer() -> None:
+    cfg = load_config(ROOT / "config.yaml", {})
+    assert (cfg.smtp.host, cfg.smtp.port) == ("127.0.0.1", 2525)
+    assert cfg.smtp.addresses == ("support@example.com",)
+    assert cfg.smtp.max_message_bytes == 10 * 1024 * 1024
+    assert cfg.relay.mode == "maildir" and cfg.database.url.startswith("sqlite:///var/")
+    assert cfg.contracts[ContractModel.BASIC].response_hours[Priority.KRITISCH] == 4
+    assert cfg.contracts[ContractModel.PROFESSIONAL].response_hours[Priority.KRITISCH] == 2
+    assert cfg.contracts[ContractModel.PROFESSIONAL].calendar == "extended"
+    assert cfg.contracts[ContractModel.BASIC].yearly_requests == 30
+    assert cfg.contracts[ContractModel.PROFESSIONAL].yearly_requests == 60
+
+
+def test_without_a_file_the_built_in_defaults_equal_the_shipped_file() -> None:
+    assert load_config(None, {}) == load_config(ROOT / "config.yaml", {})
+
+
+def test_an_unknown_key_stops_start_up_naming_its_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "smtp:\n  prot: 25\n"), {})
+    assert "smtp.prot: unknown key" in str(err.value)
+
+
+def test_an_invalid_value_names_the_key_and_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "smtp:\n  port: 99999\n"), {})
+    assert "smtp.port: Input should be less than or equal to 65535 (got 99999)" in str(err.value)
+
+
+def test_environment_variables_override_the_file(tmp_path: Path) -> None:
+    env = {
+        "INTAKE_DATABASE__URL": "postgresql+psycopg://intake@db/intake",
+        "INTAKE_SMTP__PORT": "2626",
+        "INTAKE_RELAY__MODE": "smtp",
+        "INTAKE_RELAY__HOST": "mail.example.com",
+        "INTAKE_RELAY__PASSWORD": "s3cret",
+        "INTAKE_CONTRACTS__BASIC__RESPONSE_HOURS__KRITISCH": "3",
+        "INTAKE_TIMEZONE": "Europe/Vienna",
+    }
+    cfg = load_config(ROOT / "config.yaml", env)
+    assert cfg.database.url == "postgresql+psycopg://intake@db/intake"
+    assert cfg.smtp.port == 2626
+    assert cfg.relay.host == "mail.example.com"
+    assert cfg.relay.password is not None and cfg.relay.password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(cfg)
+    assert cfg.contracts[ContractModel.BASIC].response_hours[Priority.KRITISCH] == 3
+    assert cfg.timezone == "Europe/Vienna"
+
+
+def test_a_bad_environment_override_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(ROOT / "config.yaml", {"INTAKE_SMTP__PORT": "many"})
+    assert "smtp.port" in str(err.value) and "INTAKE_SMTP__PORT" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_config(ROOT / "config.yaml", {"INTAKE_SMPT__PORT": "25"})
+    assert "smpt: unknown key" in str(err.value)
+
+
+def test_a_password_in_the_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "relay:\n  password: hunter2\n"), {})
+    assert "relay.password" in str(err.value) and "INTAKE_RELAY__PASSWORD" in str(err.value)
+
+
+def test_intake_config_names_another_file(tmp_path: Path) -> None:
+    other = write(tmp_path, "smtp:\n  port: 2700\n")
+    assert load_config(None, {"INTAKE_CONFIG": str(other)}).smtp.port == 2700
+
+
+def test_cross_field_mistakes_are_caught(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="relay.mode 'smtp' needs relay.host"):
+        load_config(write(tmp_path, "relay:\n  mode: smtp\n"), {})
+    with pytest.raises(ConfigError, match="no calendar named 'night'"):
+        load_config(
+            write(
+                tmp_path,
+                "contracts:\n  basic:\n    calendar: night\n    response_hours: {Kritisch: 1, Hoch: 2, Mittel: 3, Niedrig: 4}\n",
+            ),
+            {},
+        )
+    with pytest.raises(ConfigError, match="unknown federal state"):
+        load_config(write(tmp_path, "holidays:\n  state: XX\n"), {})
+
+
+def test_the_command_exits_with_the_message_and_status_2(tmp_path: Path) -> None:
+    bad = write(tmp_path, "web:\n  port: -1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "intake.cli", "--config", str(bad), "tickets", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "web.port: Input should be greater than or equal to 0" in result.stderr

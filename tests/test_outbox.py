@@ -1,0 +1,157 @@
+"""The outbox sender: retries while the relay is down, never sends twice, survives restarts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import Session as SMTPSession
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from intake.config import Config, RelayConfig
+from intake.db.tables import OutboxItem
+from intake.mail.parse import parse_email
+from intake.outbox import Envelope as OutEnvelope
+from intake.outbox import MaildirRelay, OutboxSender, SmtpRelay
+from intake.service import IntakeService
+from tests.conftest import free_port
+from tests.factories import make_mail
+
+
+class Sink:
+    """A real SMTP server that keeps what it receives, or refuses every recipient."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.received: list[tuple[str, list[str], bytes]] = []
+        self.refuse = refuse
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: SMTPSession,
+        envelope: Envelope,
+        address: str,
+        options: list[str],
+    ) -> str:
+        if self.refuse:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: SMTPSession, envelope: Envelope) -> str:
+        self.received.append(
+            (envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+        )
+        return "250 OK"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def queued(cfg: Config, sessions: sessionmaker[Session], model) -> sessionmaker[Session]:  # type: ignore[no-untyped-def]
+    """A database with two replies waiting in the outbox."""
+    service = IntakeService(cfg, sessions, model)
+    for i in range(2):
+        service.receive(
+            parse_email(make_mail(subject=f"Frage {i}"), datetime(2026, 11, 28, 8, 0, tzinfo=UTC))
+        )
+    return sessions
+
+
+def statuses(sessions: sessionmaker[Session]) -> list[tuple[str, int]]:
+    with sessions() as session:
+        return [
+            (i.status, i.attempts)
+            for i in session.scalars(select(OutboxItem).order_by(OutboxItem.id))
+        ]
+
+
+@pytest.fixture
+def relay_port() -> Iterator[int]:
+    yield free_port()
+
+
+def test_replies_wait_while_the_relay_is_down_and_go_out_once_when_it_is_back(
+    cfg: Config, queued: sessionmaker[Session], relay_port: int
+) -> None:
+    clock = Clock()
+    relay = SmtpRelay(
+        RelayConfig(mode="smtp", host="127.0.0.1", port=relay_port, timeout_seconds=2),
+        "support@example.com",
+    )
+    sender = OutboxSender(queued, relay, cfg.outbox, clock)
+    assert sender.run_once() == 0  # nothing listens: both fail
+    assert statuses(queued) == [("pending", 1), ("pending", 1)]
+    assert sender.run_once() == 0  # backoff: not due again yet
+    assert statuses(queued) == [("pending", 1), ("pending", 1)]
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=relay_port)
+    controller.start()
+    try:
+        clock.advance(cfg.outbox.retry_base_seconds + 1)
+        assert sender.run_once() == 2
+        clock.advance(3600)
+        assert sender.run_once() == 0
+    finally:
+        controller.stop()
+    assert [r[1] for r in sink.received] == [["it@muster.example"], ["it@muster.example"]]
+    assert statuses(queued) == [("sent", 2), ("sent", 2)]
+
+
+def test_a_refused_recipient_is_marked_failed_and_not_retried(
+    cfg: Config, queued: sessionmaker[Session], relay_port: int
+) -> None:
+    controller = Controller(Sink(refuse=True), hostname="127.0.0.1", port=relay_port)
+    controller.start()
+    try:
+        clock = Clock()
+        relay = SmtpRelay(
+            RelayConfig(mode="smtp", host="127.0.0.1", port=relay_port), "support@example.com"
+        )
+        sender = OutboxSender(queued, relay, cfg.outbox, clock)
+        sender.run_once()
+        clock.advance(86400)
+        sender.run_once()
+    finally:
+        controller.stop()
+    assert statuses(queued) == [("failed", 1), ("failed", 1)]
+
+
+def test_a_sender_that_died_mid_delivery_is_retried_after_its_lease_without_a_second_copy(
+    cfg: Config, queued: sessionmaker[Session], tmp_path: Path
+) -> None:
+    maildir = tmp_path / "replies"
+    relay = MaildirRelay(maildir)
+    clock = Clock()
+    first = OutboxSender(queued, relay, cfg.outbox, clock)
+    # The first sender leases the rows and writes the files, then "dies" before marking them.
+    with queued.begin() as session:
+        from intake.db import store
+
+        ids = store.claim_due(session, clock(), timedelta(seconds=cfg.outbox.lease_seconds))
+    with queued() as session:
+        for item_id in ids:
+            item = session.get_one(OutboxItem, item_id)
+            relay.deliver(OutEnvelope(item.id, item.recipient, item.payload))
+    # A new process (a restart) finds the rows still pending; after the lease it delivers them.
+    restarted = OutboxSender(queued, MaildirRelay(maildir), cfg.outbox, clock)
+    assert restarted.run_once() == 0
+    clock.advance(cfg.outbox.lease_seconds + 1)
+    assert restarted.run_once() == 2
+    assert len(list((maildir / "new").iterdir())) == 2
+    assert [s for s, _ in statuses(queued)] == ["sent", "sent"]
+    assert first is not restarted

@@ -1,0 +1,64 @@
+"""Reply templates: both languages, strict about missing values, safe with hostile subjects."""
+
+from __future__ import annotations
+
+import pytest
+from jinja2 import UndefinedError
+
+from intake.replies import ReplyContext, ReplyKind, ReplyRenderer, reply_subject
+
+RENDERER = ReplyRenderer()
+
+
+def context(**overrides: object) -> ReplyContext:
+    values: dict[str, object] = dict(
+        kind=ReplyKind.CONFIRMATION,
+        language="de",
+        ticket_number="2026112810000012",
+        subject="Drucker",
+        sender="it@muster.example",
+        contact_name="Erika Muster",
+        contract_title="OTRS-Support Basic",
+        priority="Hoch",
+        deadline_text="Montag, 30.11.2026, 11:00 Uhr",
+        commitment=True,
+    )
+    values.update(overrides)
+    return ReplyContext(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", list(ReplyKind))
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_every_reply_renders_in_both_languages_with_the_ticket_number(
+    kind: ReplyKind, language: str
+) -> None:
+    reply = RENDERER.render(context(kind=kind, language=language, reasons=("Vertrag abgelaufen",)))
+    assert "2026112810000012" in reply.text and "2026112810000012" in reply.html
+    assert reply.subject.startswith("[Ticket#2026112810000012]")
+    greeting = "Guten Tag" if language == "de" else "Hello"
+    assert reply.text.startswith(greeting)
+
+
+def test_a_commitment_and_a_target_are_worded_differently() -> None:
+    assert "zugesagte Reaktionszeit" in RENDERER.render(context()).text
+    assert "angestrebte Reaktionszeit" in RENDERER.render(context(commitment=False)).text
+
+
+def test_html_in_a_subject_is_escaped_in_the_html_part() -> None:
+    reply = RENDERER.render(context(subject="<script>alert(1)</script>"))
+    assert "<script>" not in reply.html and "&lt;script&gt;" in reply.html
+
+
+def test_a_missing_value_is_an_error_not_an_empty_string(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "mail").mkdir()
+    (tmp_path / "mail" / "confirmation.de.txt.j2").write_text("{{ not_there }}")
+    (tmp_path / "mail" / "confirmation.de.html.j2").write_text("x")
+    with pytest.raises(UndefinedError):
+        ReplyRenderer(tmp_path).render(context())
+
+
+def test_the_reply_subject_is_one_line_whatever_the_customer_wrote() -> None:
+    subject = reply_subject("1", "Hilfe\r\nBcc: victim@example.com")
+    assert subject == "[Ticket#1] Re: Hilfe Bcc: victim@example.com"
+    assert reply_subject("1", "AW: Frage") == "[Ticket#1] AW: Frage"
+    assert reply_subject("1", "") == "[Ticket#1]"
