@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sklearn
 import skops.io as sio
 from sklearn.pipeline import Pipeline
 
 from classifier.corpus import classifier_text
 from classifier.features import find_criteria
+from classifier.pipeline import CHAR_FEATURES
 from intake.domain import Explanation, Prediction, Priority, WeightedTerm
 
 # Types beyond scikit-learn's own that a model file may contain; reviewed by hand. Anything
@@ -66,11 +69,17 @@ class PriorityModel:
         unknown = {t for t in untrusted if t not in ALLOWED_TYPES and not t.startswith("sklearn.")}
         if unknown:
             raise ModelRefused(f"{path}: refusing model with unreviewed types: {sorted(unknown)}")
+        card_path = path.with_suffix(".json")
+        card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.exists() else {}
+        trained_with = str(card.get("scikit_learn", ""))
+        if _minor(trained_with) != _minor(sklearn.__version__):
+            raise ModelRefused(
+                f"{path}: trained with scikit-learn {trained_with or 'unknown'}, installed is "
+                f"{sklearn.__version__}; retrain it with `intake train`"
+            )
         pipeline = sio.load(path, trusted=sorted(untrusted))
         if not isinstance(pipeline, Pipeline):
             raise ModelRefused(f"{path}: expected a scikit-learn Pipeline")
-        card_path = path.with_suffix(".json")
-        card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.exists() else {}
         version = str(card.get("version", path.stem))
         return cls(pipeline=pipeline, version=version, review_below=review_below, card=card)
 
@@ -79,18 +88,18 @@ class PriorityModel:
 
     def predict_many(self, items: list[tuple[str | None, str]]) -> list[Prediction]:
         texts = [classifier_text(s, b) for s, b in items]
-        probs = self._probabilities(texts)
-        return [self._prediction(text, p) for text, p in zip(texts, probs, strict=True)]
-
-    def _probabilities(self, texts: list[str]) -> np.ndarray:
-        raw = self.pipeline.predict_proba(texts)
+        features = self.pipeline.named_steps["features"].transform(texts).tocsr()
+        raw = self.pipeline.named_steps["model"].predict_proba(features)
         classes = [Priority(c) for c in self.pipeline.classes_]
-        return np.asarray(raw)[:, [classes.index(p) for p in ORDER]]
+        probs = np.asarray(raw)[:, [classes.index(p) for p in ORDER]]
+        return [self._prediction(text, features[i], probs[i]) for i, text in enumerate(texts)]
 
-    def _prediction(self, text: str, probs: np.ndarray) -> Prediction:
+    def _prediction(self, text: str, row: Any, probs: np.ndarray) -> Prediction:
         priority = decide(probs)
         confidence = float(probs[ORDER.index(priority)])
-        possibly_critical = priority is not Priority.KRITISCH and bool(probs[0] >= POSSIBLY_CRITICAL)
+        possibly_critical = priority is not Priority.KRITISCH and bool(
+            probs[0] >= POSSIBLY_CRITICAL
+        )
         return Prediction(
             priority=priority,
             confidence=round(confidence, 4),
@@ -98,22 +107,31 @@ class PriorityModel:
             model_version=self.version,
             needs_review=confidence < self.review_below or possibly_critical,
             explanation=Explanation(
-                criteria=tuple(find_criteria(text)), terms=self._top_terms(text, priority)
+                criteria=tuple(find_criteria(text)), terms=self._top_terms(row, priority)
             ),
         )
 
-    def _top_terms(self, text: str, priority: Priority, limit: int = 8) -> tuple[WeightedTerm, ...]:
-        """The word n-grams and criteria that pushed hardest towards the proposed priority."""
-        features = self.pipeline.named_steps["features"]
+    @cached_property
+    def _explainable(self) -> tuple[list[str], np.ndarray]:
+        """A name per feature column ('' for hashed character n-grams, which are not shown) and
+        the weights of the one logistic regression behind the calibration (ensemble=False)."""
+        names: list[str] = []
+        for name, transformer in self.pipeline.named_steps["features"].transformer_list:
+            if name == "chars":
+                names += [""] * CHAR_FEATURES
+            else:
+                names += [f"{name}__{n}" for n in transformer.get_feature_names_out()]
         estimator = self.pipeline.named_steps["model"].calibrated_classifiers_[0].estimator
-        row = features.transform([text]).tocsr()
-        names = features.get_feature_names_out()
-        klass = list(estimator.classes_).index(priority.value)
-        coef = estimator.coef_[klass]
+        return names, estimator.coef_
+
+    def _top_terms(self, row: Any, priority: Priority, limit: int = 8) -> tuple[WeightedTerm, ...]:
+        """The word n-grams and criteria that pushed hardest towards the proposed priority."""
+        names, coef = self._explainable
+        klass = list(self.pipeline.classes_).index(priority.value)
         scored = [
-            (str(names[i]), float(v * coef[i]))
+            (names[i], float(v * coef[klass, i]))
             for i, v in zip(row.indices, row.data, strict=True)
-            if not str(names[i]).startswith("chars__")
+            if names[i]
         ]
         scored.sort(key=lambda item: item[1], reverse=True)
         return tuple(
@@ -121,6 +139,10 @@ class PriorityModel:
             for name, weight in scored[:limit]
             if weight > 0
         )
+
+
+def _minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])
 
 
 def _readable(feature: str) -> str:

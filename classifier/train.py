@@ -1,71 +1,94 @@
-"""Train the priority model on our own corpus and write it to models/ with its model card."""
+"""Train a model version on our corpus (plus staff corrections), judge it on a fixed held-out
+split, and activate it only if it is not worse than the active one."""
 
 from __future__ import annotations
 
-import argparse
+import hashlib
 import json
 import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import sklearn
 import skops.io as sio
-from sklearn.metrics import accuracy_score, confusion_matrix, recall_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import Pipeline
 
 from classifier.corpus import CORPUS_DIR, Example, corpus_digest, load_corpus
-from classifier.model import ALLOWED_TYPES, ORDER, decide
+from classifier.evaluate import metrics
+from classifier.model import ALLOWED_TYPES, ORDER, ModelRefused, PriorityModel
 from classifier.pipeline import build_pipeline
+from classifier.registry import ModelRegistry
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+HELD_OUT_PERCENT = 20
+CORRECTION_WEIGHT = 3.0  # a staff decision counts three corpus rows
 
 
-def cross_validated_metrics(examples: list[Example], folds: int = 5) -> dict[str, Any]:
-    """Out-of-fold scores of the full decision (calibration plus the cost-sensitive choice)."""
-    texts = [e.text for e in examples]
-    labels = np.asarray([e.priority.value for e in examples])
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=7)
-    proba = cross_val_predict(build_pipeline(), texts, labels, cv=splitter, method="predict_proba")
-    classes = sorted(set(labels))
-    proba = proba[:, [classes.index(p.value) for p in ORDER]]
-    predicted = np.asarray([decide(p).value for p in proba])
-    names = [p.value for p in ORDER]
-    return {
-        "folds": folds,
-        "accuracy": round(float(accuracy_score(labels, predicted)), 4),
-        "recall": {
-            n: round(float(r), 4)
-            for n, r in zip(
-                names, recall_score(labels, predicted, labels=names, average=None), strict=True
-            )
-        },
-        "confusion_matrix": {
-            "labels": names,
-            "rows_true_columns_proposed": confusion_matrix(
-                labels, predicted, labels=names
-            ).tolist(),
-        },
-    }
+def is_held_out(example_id: str) -> bool:
+    """A fixed split by the row's id, independent of file order and of rows added later."""
+    return int(hashlib.sha256(example_id.encode()).hexdigest()[:8], 16) % 100 < HELD_OUT_PERCENT
 
 
-def train(
+def split(examples: Sequence[Example]) -> tuple[list[Example], list[Example]]:
+    train = [e for e in examples if not is_held_out(e.id)]
+    held = [e for e in examples if is_held_out(e.id)]
+    return train, held
+
+
+def fit(examples: Sequence[Example], weights: Sequence[float] | None = None) -> Pipeline:
+    """Deterministic: fixed seeds, unshuffled calibration folds."""
+    pipeline = build_pipeline()
+    params = {"model__sample_weight": list(weights)} if weights is not None else {}
+    pipeline.fit([e.text for e in examples], [e.priority.value for e in examples], **params)
+    # numpy integers in the vocabulary become one skops node each (slow to load, large file);
+    # plain ints are stored as JSON.
+    for _, transformer in pipeline.named_steps["features"].transformer_list:
+        if hasattr(transformer, "vocabulary_"):
+            transformer.vocabulary_ = {term: int(i) for term, i in transformer.vocabulary_.items()}
+    return pipeline
+
+
+def score(model: PriorityModel, examples: Sequence[Example]) -> dict[str, Any]:
+    predictions = model.predict_many([(e.subject, e.body) for e in examples])
+    return metrics(
+        [e.priority.value for e in examples],
+        [p.priority.value for p in predictions],
+        [p.confidence for p in predictions],
+    )
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    version: str
+    path: Path
+    held_out: dict[str, Any]
+    activated: bool
+    reason: str
+
+
+def train_version(
     corpus_dir: Path = CORPUS_DIR,
-    out_dir: Path = MODELS_DIR,
+    models_dir: Path = MODELS_DIR,
+    corrections: Sequence[Example] = (),
+    now: datetime | None = None,
     name: str = "priority",
-    evaluate: bool = True,
-) -> Path:
+) -> TrainResult:
     examples = load_corpus(corpus_dir)
     if not examples:
-        raise SystemExit(f"no training examples in {corpus_dir}")
-    digest = corpus_digest(examples)
-    pipeline = build_pipeline().fit(
-        [e.text for e in examples], [e.priority.value for e in examples]
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.skops"
-    sio.dump(pipeline, path, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+        raise ValueError(f"no training examples in {corpus_dir}")
+    train_rows, held = split(examples)
+    rows = [*train_rows, *corrections]
+    weights = [1.0] * len(train_rows) + [CORRECTION_WEIGHT] * len(corrections)
+    pipeline = fit(rows, weights)
+    digest = corpus_digest(rows)
+    moment = now or datetime.now(UTC)
+    version = f"{name}-{moment:%Y%m%d-%H%M%S}-{digest[:8]}"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    path = models_dir / f"{version}.skops"
+    sio.dump(pipeline, path, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
     unexpected = {
         t
         for t in sio.get_untrusted_types(file=path)
@@ -73,35 +96,56 @@ def train(
     }
     if unexpected:
         path.unlink()
-        raise SystemExit(f"the pipeline contains unreviewed types: {sorted(unexpected)}")
-    now = datetime.now(UTC)
-    counts = {p.value: sum(e.priority is p for e in examples) for p in ORDER}
-    card = {
-        "version": f"{name}-{now:%Y%m%d}-{digest[:8]}",
-        "trained_at": now.isoformat(timespec="seconds"),
-        "corpus_sha256": digest,
-        "examples": len(examples),
-        "per_priority": counts,
-        "languages": {
-            lang: sum(e.lang == lang for e in examples)
-            for lang in sorted({e.lang for e in examples})
-        },
+        raise ModelRefused(f"the pipeline contains unreviewed types: {sorted(unexpected)}")
+    card: dict[str, Any] = {
+        "version": version,
+        "trained_at": moment.isoformat(timespec="seconds"),
         "scikit_learn": sklearn.__version__,
-        "cross_validation": cross_validated_metrics(examples) if evaluate else None,
+        "training_sha256": digest,
+        "training_rows": len(rows),
+        "corrections": len(corrections),
+        "per_priority": {p.value: sum(e.priority is p for e in rows) for p in ORDER},
+        "languages": {
+            lang: sum(e.lang == lang for e in rows) for lang in sorted({e.lang for e in rows})
+        },
+        "held_out_rows": len(held),
+        "size_bytes": path.stat().st_size,
     }
+    _write_card(path, card)
+    candidate = PriorityModel.load(path)
+    card["held_out"] = score(candidate, held)
+    _write_card(path, card)
+    registry = ModelRegistry(models_dir)
+    activated, reason = _gate(registry, card["held_out"], held)
+    if activated:
+        registry.activate(version)
+    return TrainResult(version, path, card["held_out"], activated, reason)
+
+
+def _write_card(path: Path, card: dict[str, Any]) -> None:
     path.with_suffix(".json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
-    return path
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--corpus", type=Path, default=CORPUS_DIR)
-    parser.add_argument("--out", type=Path, default=MODELS_DIR)
-    parser.add_argument("--no-eval", action="store_true", help="skip the cross-validation")
-    args = parser.parse_args()
-    path = train(args.corpus, args.out, evaluate=not args.no_eval)
-    print(path.with_suffix(".json").read_text())
-
-
-if __name__ == "__main__":
-    main()
+def _gate(
+    registry: ModelRegistry, new: dict[str, Any], held: Sequence[Example]
+) -> tuple[bool, str]:
+    """The new model must match the active one on the same held-out rows in macro-F1 and Kritisch recall."""
+    if registry.active_version() is None:
+        return True, "no active model yet"
+    try:
+        active = registry.load()
+    except Exception as exc:  # an unreadable active model is no bar to a working one
+        return True, f"active model unusable ({exc})"
+    old = score(active, held)
+    worse = [
+        f"{key} {new[key]:.4f} < {old[key]:.4f}"
+        for key in ("macro_f1", "kritisch_recall")
+        if new[key] < old[key]
+    ]
+    if worse:
+        return False, f"kept {active.version}: new model is worse ({'; '.join(worse)})"
+    return True, (
+        f"better or equal than {active.version} "
+        f"(macro-F1 {new['macro_f1']:.4f} vs {old['macro_f1']:.4f}, "
+        f"Kritisch recall {new['kritisch_recall']:.4f} vs {old['kritisch_recall']:.4f})"
+    )

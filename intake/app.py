@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from pathlib import Path
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from classifier.model import PriorityModel
+from classifier.registry import ModelRegistry
 from intake.clock import Clock, utcnow
 from intake.config import Config
 from intake.db.engine import make_engine, make_sessions
@@ -49,8 +49,8 @@ class IntakeApp:
         self.engine = make_engine(cfg.database.url, echo=cfg.database.echo)
         check_migrated(self.engine, cfg.database.url)
         self.sessions = make_sessions(self.engine)
-        self.model = model or PriorityModel.load(
-            Path(cfg.classifier.model_path), cfg.classifier.review_below
+        self.model = model or ModelRegistry(cfg.classifier.models_dir).load(
+            review_below=cfg.classifier.review_below
         )
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()

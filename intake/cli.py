@@ -19,6 +19,7 @@ from intake.config import Config, ConfigError, load_config
 from intake.db import store
 from intake.db.engine import make_engine, make_sessions
 from intake.db.tables import Ticket
+from intake.domain import ContractModel, Priority
 
 log = logging.getLogger("intake")
 
@@ -78,6 +79,69 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("number")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_tickets_show)
+    correct = tickets.add_parser("correct", help="set the priority; recomputes deadline and points")
+    correct.add_argument("number")
+    correct.add_argument("--priority", required=True, choices=[p.value for p in Priority])
+    correct.add_argument("--staff", required=True)
+    correct.add_argument("--reason", required=True)
+    correct.set_defaults(func=cmd_tickets_correct)
+    refund = tickets.add_parser("refund", help="give back the request or points a ticket used")
+    refund.add_argument("number")
+    refund.add_argument("--staff", required=True)
+    refund.add_argument("--reason", required=True)
+    refund.set_defaults(func=cmd_tickets_refund)
+
+    contracts = commands.add_parser("contracts", help="contract balances").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    cshow = contracts.add_parser("show", help="a customer's contracts and what remains")
+    cshow.add_argument("customer", help="customer number, e.g. K-1001")
+    cshow.set_defaults(func=cmd_contracts_show)
+    hours = contracts.add_parser("book-hours", help="book time against an On Demand contingent")
+    hours.add_argument("contract_id", type=int)
+    hours.add_argument("hours", type=float)
+    hours.add_argument("--staff", required=True)
+    hours.add_argument("--reason", required=True)
+    hours.set_defaults(func=cmd_contracts_book_hours)
+
+    train = commands.add_parser("train", help="train a model version; activate it if not worse")
+    train.add_argument(
+        "--data", type=Path, help="corpus directory (default: classifier/data/corpus)"
+    )
+    train.add_argument(
+        "--include-corrections", action="store_true", help="add staff corrections from the database"
+    )
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a model on labelled data")
+    evaluate.add_argument(
+        "--data", type=Path, required=True, help="JSON Lines or CSV with subject, body, priority"
+    )
+    evaluate.add_argument("--version", help="model version (default: the active one)")
+    evaluate.add_argument("--report", type=Path, help="JSON report (default: var/evaluation/)")
+    evaluate.add_argument("--figure", type=Path, help="PNG figure (default: beside the report)")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    models = commands.add_parser("model", help="model versions").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    models.add_parser("list", help="versions with their held-out scores").set_defaults(
+        func=cmd_model_list
+    )
+    activate = models.add_parser("activate", help="use VERSION (also to roll back)")
+    activate.add_argument("version")
+    activate.set_defaults(func=cmd_model_activate)
+
+    deadline = commands.add_parser("deadline", help="preview a response deadline")
+    deadline.add_argument("--model", required=True, choices=[m.value for m in ContractModel])
+    deadline.add_argument("--priority", required=True, choices=[p.value for p in Priority])
+    deadline.add_argument(
+        "--received",
+        required=True,
+        help="ISO 8601; without an offset: local time of the config's zone",
+    )
+    deadline.add_argument("--state", help="federal state for holidays (default: holidays.state)")
+    deadline.set_defaults(func=cmd_deadline)
 
     classify = commands.add_parser(
         "classify", help="propose priorities: TEXT, or JSON Lines on stdin"
@@ -244,10 +308,227 @@ def cmd_tickets_show(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_classify(cfg: Config, args: argparse.Namespace) -> int:
-    from classifier.model import PriorityModel
+def _staff_action(cfg: Config, action: Any) -> int:
+    from intake.staff import StaffActionRefused
 
-    model = PriorityModel.load(Path(cfg.classifier.model_path), cfg.classifier.review_below)
+    sessions = make_sessions(make_engine(cfg.database.url))
+    try:
+        with sessions.begin() as session:
+            message = action(session)
+    except StaffActionRefused as exc:
+        print(f"intake: {exc}", file=sys.stderr)
+        return 1
+    print(message)
+    return 0
+
+
+def cmd_tickets_correct(cfg: Config, args: argparse.Namespace) -> int:
+    from intake.calendar import format_deadline
+    from intake.staff import correct_priority
+
+    def act(session: Any) -> str:
+        r = correct_priority(
+            session, cfg, args.number, Priority(args.priority), args.staff, args.reason, utcnow()
+        )
+        due = format_deadline(r.deadline, cfg.zone) if r.deadline else "-"
+        points = f", Punkte {r.points_delta:+g}" if r.points_delta else ""
+        return f"Ticket {r.ticket}: {r.old or '-'} -> {r.new}, Frist {due}{points}"
+
+    return _staff_action(cfg, act)
+
+
+def cmd_tickets_refund(cfg: Config, args: argparse.Namespace) -> int:
+    from intake.staff import refund
+
+    def act(session: Any) -> str:
+        amount = refund(session, args.number, args.staff, args.reason, utcnow())
+        return f"Ticket {args.number}: {amount:g} gutgeschrieben"
+
+    return _staff_action(cfg, act)
+
+
+def cmd_contracts_book_hours(cfg: Config, args: argparse.Namespace) -> int:
+    from intake.staff import book_hours
+
+    def act(session: Any) -> str:
+        book_hours(session, args.contract_id, args.hours, args.staff, args.reason, utcnow())
+        return f"Vertrag {args.contract_id}: {args.hours:g} Stunden gebucht"
+
+    return _staff_action(cfg, act)
+
+
+def cmd_contracts_show(cfg: Config, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from intake.db.tables import Customer
+
+    sessions = make_sessions(make_engine(cfg.database.url))
+    today = utcnow().astimezone(cfg.zone).date()
+    with sessions() as session:
+        customer = session.scalars(select(Customer).where(Customer.number == args.customer)).first()
+        if customer is None:
+            print(f"intake: no customer {args.customer}", file=sys.stderr)
+            return 1
+        print(f"{customer.number} {customer.name}")
+        for view in store.contract_views(session, customer.id):
+            ent = store.entitlement(session, view, today)
+            valid = "gültig" if view.covers(today) else "nicht gültig"
+            parts = [
+                f"  [{view.id}] {view.model.label}, {view.start:%d.%m.%Y}–{view.end:%d.%m.%Y}"
+                if view.end
+                else f"  [{view.id}] {view.model.label}, ab {view.start:%d.%m.%Y}",
+                valid,
+            ]
+            if ent.requests_left is not None:
+                parts.append(
+                    f"{ent.requests_used} von {view.quota} Anfragen im Vertragsjahr {ent.year + 1}"
+                )
+            if ent.points_balance is not None:
+                parts.append(f"Guthaben {ent.points_balance:g} Punkte")
+            if ent.hours_left is not None:
+                parts.append(f"noch {ent.hours_left:g} Stunden")
+            print(", ".join(parts))
+    return 0
+
+
+def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
+    from classifier.corpus import CORPUS_DIR, Example
+    from classifier.train import train_version
+    from intake.domain import Priority
+    from intake.language import guess_language
+
+    corrections: list[Example] = []
+    if args.include_corrections:
+        sessions = make_sessions(make_engine(cfg.database.url))
+        with sessions() as session:
+            for ticket_id, subject, body, priority in store.corrected_requests(session):
+                corrections.append(
+                    Example(
+                        id=f"correction-{ticket_id}",
+                        lang=guess_language(f"{subject} {body}"),
+                        style="mail",
+                        subject=subject,
+                        body=body,
+                        priority=Priority(priority),
+                        hard_case=None,
+                    )
+                )
+    result = train_version(args.data or CORPUS_DIR, cfg.classifier.models_dir, corrections)
+    held = result.held_out
+    print(f"trained {result.version} ({len(corrections)} corrections) -> {result.path}")
+    print(
+        f"held-out: macro-F1 {held['macro_f1']:.3f}, Kritisch recall {held['kritisch_recall']:.3f}, "
+        f"accuracy {held['accuracy']:.3f}, calibration error {held['calibration_error']:.3f}"
+    )
+    print(("activated: " if result.activated else "not activated: ") + result.reason)
+    return 0
+
+
+def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
+    from classifier.evaluate import metrics, read_labelled, write_figure
+    from classifier.registry import ModelRegistry
+
+    model = ModelRegistry(cfg.classifier.models_dir).load(args.version, cfg.classifier.review_below)
+    items = read_labelled(args.data)
+    predictions = model.predict_many([(i.subject, i.body) for i in items])
+    truth = [i.priority.value for i in items]
+    proposed = [p.priority.value for p in predictions]
+    confidence = [p.confidence for p in predictions]
+    report = {
+        "model_version": model.version,
+        "data": str(args.data),
+        **metrics(truth, proposed, confidence),
+    }
+    report_path = args.report or Path("var/evaluation") / f"{args.data.stem}-{model.version}.json"
+    figure_path = args.figure or report_path.with_suffix(".png")
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    figure_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(
+        json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    write_figure(
+        report, confidence, [t == p for t, p in zip(truth, proposed, strict=True)], figure_path
+    )
+    print(f"model {model.version} on {args.data} ({report['n']} requests)")
+    print(
+        f"accuracy {report['accuracy']:.3f}  macro-F1 {report['macro_f1']:.3f}  "
+        f"Kritisch recall {report['kritisch_recall']:.3f}  calibration error {report['calibration_error']:.3f}"
+    )
+    print(f"{'':<10}{'precision':>10}{'recall':>8}{'F1':>8}{'n':>6}")
+    for label, row in report["per_class"].items():
+        print(
+            f"{label:<10}{row['precision']:>10.3f}{row['recall']:>8.3f}{row['f1']:>8.3f}{row['support']:>6}"
+        )
+    labels = report["confusion_matrix"]["labels"]
+    print("confusion (rows: true, columns: proposed): " + " ".join(f"{x[:4]:>5}" for x in labels))
+    for label, row in zip(
+        labels, report["confusion_matrix"]["rows_true_columns_proposed"], strict=True
+    ):
+        print(f"  {label:<10}" + " ".join(f"{n:>5}" for n in row))
+    print(f"report: {report_path}  figure: {figure_path}")
+    return 0
+
+
+def cmd_model_list(cfg: Config, args: argparse.Namespace) -> int:
+    from classifier.registry import ModelRegistry
+
+    registry = ModelRegistry(cfg.classifier.models_dir)
+    active = registry.active_version()
+    for card in registry.versions():
+        held = card.get("held_out") or {}
+        mark = "*" if card["version"] == active else " "
+        print(
+            f"{mark} {card['version']:<44} rows {card.get('training_rows', '?'):>5}  "
+            f"macro-F1 {held.get('macro_f1', float('nan')):.3f}  "
+            f"Kritisch recall {held.get('kritisch_recall', float('nan')):.3f}"
+        )
+    return 0
+
+
+def cmd_model_activate(cfg: Config, args: argparse.Namespace) -> int:
+    from classifier.model import ModelRefused
+    from classifier.registry import ModelRegistry, UnknownVersion
+
+    try:
+        ModelRegistry(cfg.classifier.models_dir).activate(args.version)
+    except (UnknownVersion, ModelRefused) as exc:
+        print(f"intake: {exc}", file=sys.stderr)
+        return 1
+    print(f"active model: {args.version} (running services pick it up when restarted)")
+    return 0
+
+
+def cmd_deadline(cfg: Config, args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from intake.calendar import build_calendar, format_deadline
+    from intake.config import GERMAN_STATES
+
+    try:
+        received = datetime.fromisoformat(args.received)
+    except ValueError:
+        print(f"intake: --received {args.received!r} is not an ISO 8601 time", file=sys.stderr)
+        return 2
+    if received.tzinfo is None:
+        received = received.replace(tzinfo=cfg.zone)
+    if args.state is not None and args.state not in GERMAN_STATES:
+        print(
+            f"intake: unknown federal state {args.state!r}; one of {', '.join(GERMAN_STATES)}",
+            file=sys.stderr,
+        )
+        return 2
+    terms = cfg.contracts[ContractModel(args.model)]
+    calendar = build_calendar(cfg, terms.calendar, args.state)
+    due = calendar.add_business_hours(received, terms.response_hours[Priority(args.priority)])
+    print(due.isoformat())
+    print(format_deadline(due, cfg.zone))
+    return 0
+
+
+def cmd_classify(cfg: Config, args: argparse.Namespace) -> int:
+    from classifier.registry import ModelRegistry
+
+    model = ModelRegistry(cfg.classifier.models_dir).load(review_below=cfg.classifier.review_below)
     if args.text is not None:
         items: list[tuple[str | None, str]] = [(None, args.text)]
     else:

@@ -197,7 +197,7 @@ class HolidayConfig(Section):
 
 
 class ClassifierConfig(Section):
-    model_path: Path = Path("models/priority.skops")
+    models_dir: Path = Path("models")  # model versions; the file ACTIVE names the one in use
     review_below: float = Field(default=0.6, ge=0, le=1)
 
 
@@ -218,6 +218,16 @@ class Config(Section):
     holidays: HolidayConfig = HolidayConfig()
     calendars: dict[str, CalendarConfig] = Field(default_factory=_default_calendars)
     contracts: dict[ContractModel, ContractTerms] = Field(default_factory=_default_contracts)
+    # Points debited per request by priority (the service catalogue, Leistungskatalog).
+    points_catalogue: dict[Priority, int] = Field(
+        default_factory=lambda: {
+            Priority.KRITISCH: 8,
+            Priority.HOCH: 5,
+            Priority.MITTEL: 3,
+            Priority.NIEDRIG: 1,
+        }
+    )
+    quota_warning_at: int = Field(default=5, ge=0)  # warn when this many requests or fewer remain
     classifier: ClassifierConfig = ClassifierConfig()
     outbox: OutboxConfig = OutboxConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

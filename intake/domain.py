@@ -62,6 +62,7 @@ class Outcome(StrEnum):
     HELD = "held"  # stored and put before staff; the sender is told why
     IGNORED = "ignored"  # automatic mail: stored, never answered, never counted
     UNREADABLE = "unreadable"  # could not be parsed: kept raw for staff, never answered
+    FOLLOW_UP = "follow-up"  # added to an open ticket
 
 
 class Action(StrEnum):
@@ -70,6 +71,8 @@ class Action(StrEnum):
     IGNORE = "ignore"  # store, never answer, never count
     HOLD = "hold"  # hold for staff and tell the sender why
     HOLD_SILENTLY = "hold-silently"  # hold for staff, answer nothing (unreadable mail)
+    FOLLOW_UP = "follow-up"  # add to the open ticket: no new ticket, no quota, no reply
+    NOTE = "note"  # worth saying (e.g. few requests left) but decides nothing
 
 
 class TicketStatus(StrEnum):
@@ -149,6 +152,40 @@ class ContractView:
         return self.start <= day and (self.end is None or day <= self.end)
 
 
+def contract_year(start: date, day: date) -> int:
+    """0 in the first year of a contract (from `start`), 1 in the second, and so on."""
+    years = day.year - start.year
+    if (day.month, day.day) < (start.month, start.day):
+        years -= 1
+    return max(years, 0)
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    """What remains on the valid contract before this request (sums over the ledger)."""
+
+    contract: ContractView
+    year: int
+    requests_used: int = 0
+    points_balance: float | None = None
+    hours_left: float | None = None
+
+    @property
+    def requests_left(self) -> int | None:
+        if self.contract.quota is None:
+            return None
+        return self.contract.quota - self.requests_used
+
+
+@dataclass(frozen=True)
+class TicketRef:
+    """An existing ticket that a new message refers to."""
+
+    id: int
+    number: str
+    status: str
+
+
 @dataclass(frozen=True)
 class CustomerView:
     id: int
@@ -180,6 +217,9 @@ class Triage:
     prediction: Prediction | None
     contract: ContractView | None
     deadline: datetime | None
+    entitlement: Entitlement | None = None
+    follow_up: TicketRef | None = None
+    points_price: int | None = None
 
     @property
     def priority(self) -> Priority | None:

@@ -30,6 +30,13 @@ class ReplyContext:
     deadline_text: str = ""
     commitment: bool = False
     reasons: tuple[str, ...] = ()
+    request_number: int | None = None  # "Ihre 12. von 30 Service-Anfragen"
+    quota: int | None = None
+    requests_left: int | None = None  # after this request
+    quota_low: bool = False
+    points_price: int | None = None
+    points_after: float | None = None
+    hours_left: float | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
@@ -15,22 +16,25 @@ from sqlalchemy.orm import Session, sessionmaker
 from intake.calendar import ServiceCalendar, build_calendar, format_deadline
 from intake.config import Config
 from intake.db import store
-from intake.db.tables import Contact, Message, OutboxItem, Ticket, TriageRecord
+from intake.db.tables import Contact, LedgerEntry, Message, OutboxItem, Ticket, TriageRecord
 from intake.domain import (
     Action,
+    ContractModel,
     ContractView,
     CustomerView,
+    Entitlement,
     InboundMessage,
     Outcome,
     Prediction,
     Priority,
+    TicketRef,
     TicketStatus,
     Triage,
 )
 from intake.language import guess_language
 from intake.mail.compose import compose_reply
 from intake.replies import ReplyContext, ReplyKind, ReplyRenderer
-from intake.rules.base import RuleContext
+from intake.rules.base import RuleContext, select_valid_contract
 from intake.rules.chain import default_chain, run_chain
 
 log = logging.getLogger("intake.service")
@@ -40,12 +44,14 @@ OUTCOME_OF_ACTION = {
     Action.IGNORE: Outcome.IGNORED,
     Action.HOLD: Outcome.HELD,
     Action.HOLD_SILENTLY: Outcome.UNREADABLE,
+    Action.FOLLOW_UP: Outcome.FOLLOW_UP,
 }
 STATUS_OF_OUTCOME = {
     Outcome.ACCEPTED: TicketStatus.OPEN,
     Outcome.HELD: TicketStatus.HELD,
     Outcome.UNREADABLE: TicketStatus.HELD,
     Outcome.IGNORED: TicketStatus.CLOSED,
+    Outcome.FOLLOW_UP: TicketStatus.OPEN,
 }
 
 
@@ -114,7 +120,16 @@ class IntakeService:
         contact = store.find_contact(session, msg.sender) if msg.sender else None
         customer = store.customer_view(contact.customer) if contact else None
         contracts = tuple(store.contract_views(session, customer.id)) if customer else ()
-        triage = self.triage(msg, prediction, customer, contracts)
+        today = msg.received_at.astimezone(self.cfg.zone).date()
+        cited = [*msg.references, *([msg.in_reply_to] if msg.in_reply_to else [])]
+        follow_up = store.find_follow_up(session, msg.subject, cited)
+        valid = select_valid_contract(contracts, today)
+        entitlement = store.entitlement(session, valid, today) if valid else None
+        triage = self.triage(msg, prediction, customer, contracts, entitlement, follow_up)
+        if triage.outcome is Outcome.FOLLOW_UP and follow_up is not None:
+            inbound = self._store_inbound(session, msg, follow_up.id)
+            session.add(_triage_record(follow_up.id, inbound, triage))
+            return Receipt(follow_up.number, triage.outcome, priority=triage.priority)
         language = guess_language(
             f"{msg.subject}\n{msg.body}", contact.language if contact else "de"
         )
@@ -140,8 +155,22 @@ class IntakeService:
             ),
             self.cfg.zone,
         )
+        inbound = self._store_inbound(session, msg, ticket.id)
+        session.add(_triage_record(ticket.id, inbound, triage))
+        self._consume(session, ticket, triage)
+        if triage.outcome is Outcome.HELD and _possibly_critical(prediction):
+            log.warning(
+                '{"event": "critical-request-held", "ticket": "%s", "sender": "%s"}',
+                ticket.number,
+                msg.sender,
+            )
+        queued = self._queue_reply(session, msg, ticket, triage, contact, language)
+        return Receipt(ticket.number, triage.outcome, priority=triage.priority, reply_queued=queued)
+
+    @staticmethod
+    def _store_inbound(session: Session, msg: InboundMessage, ticket_id: int) -> Message:
         inbound = Message(
-            ticket_id=ticket.id,
+            ticket_id=ticket_id,
             direction="in",
             channel=msg.channel.value,
             dedupe_key=msg.dedupe_key,
@@ -156,9 +185,29 @@ class IntakeService:
         )
         session.add(inbound)
         session.flush()
-        session.add(_triage_record(ticket, inbound, triage))
-        queued = self._queue_reply(session, msg, ticket, triage, contact, language)
-        return Receipt(ticket.number, triage.outcome, priority=triage.priority, reply_queued=queued)
+        return inbound
+
+    @staticmethod
+    def _consume(session: Session, ticket: Ticket, triage: Triage) -> None:
+        """A covered request uses one of the year's requests or reserves its catalogue price."""
+        ent = triage.entitlement
+        if triage.outcome is not Outcome.ACCEPTED or ent is None:
+            return
+        entry: LedgerEntry | None = None
+        if ent.contract.quota is not None:
+            entry = LedgerEntry(kind="request", amount=-1, reason="Neue Service-Anfrage")
+        elif ent.contract.model is ContractModel.POINTS and triage.points_price:
+            entry = LedgerEntry(
+                kind="points",
+                amount=-triage.points_price,
+                reason=f"Reservierung laut Leistungskatalog ({triage.priority})",
+            )
+        if entry is not None:
+            entry.contract_id = ent.contract.id
+            entry.ticket_id = ticket.id
+            entry.contract_year = ent.year
+            entry.created_at = ticket.received_at
+            store.add_ledger(session, entry)
 
     def triage(
         self,
@@ -166,21 +215,45 @@ class IntakeService:
         prediction: Prediction | None,
         customer: CustomerView | None,
         contracts: tuple[ContractView, ...],
+        entitlement: Entitlement | None = None,
+        follow_up: TicketRef | None = None,
     ) -> Triage:
         """Run the rules and compute the deadline; pure apart from the calendar cache."""
         today = msg.received_at.astimezone(self.cfg.zone).date()
-        ctx = RuleContext(msg, customer, contracts, msg.received_at, today)
+        priority = prediction.priority if prediction else None
+        price = self.cfg.points_catalogue.get(priority) if priority else None
+        ctx = RuleContext(
+            msg,
+            customer,
+            contracts,
+            msg.received_at,
+            today,
+            priority=priority,
+            entitlement=entitlement,
+            follow_up=follow_up,
+            points_price=price,
+            quota_warning_at=self.cfg.quota_warning_at,
+        )
         result = run_chain(default_chain(), ctx)
         outcome = OUTCOME_OF_ACTION[result.action]
         contract = ctx.valid_contract
         deadline = None
-        if outcome is Outcome.ACCEPTED and contract and prediction:
-            terms = self.cfg.contracts[contract.model]
-            calendar = self._calendar(terms.calendar, customer.state if customer else None)
-            deadline = calendar.add_business_hours(
-                msg.received_at, terms.response_hours[prediction.priority]
-            )
-        return Triage(outcome, result.verdicts, prediction, contract, deadline)
+        if outcome is Outcome.ACCEPTED and contract and priority:
+            deadline = self.deadline(contract.model, priority, msg.received_at, customer)
+        return Triage(
+            outcome, result.verdicts, prediction, contract, deadline, entitlement, follow_up, price
+        )
+
+    def deadline(
+        self,
+        model: ContractModel,
+        priority: Priority,
+        received_at: datetime,
+        customer: CustomerView | None,
+    ) -> datetime:
+        terms = self.cfg.contracts[model]
+        calendar = self._calendar(terms.calendar, customer.state if customer else None)
+        return calendar.add_business_hours(received_at, terms.response_hours[priority])
 
     def _calendar(self, name: str, state: str | None) -> ServiceCalendar:
         key = (name, state)
@@ -218,7 +291,12 @@ class IntakeService:
                 if triage.deadline
                 else "",
                 commitment=bool(contract and contract.model.is_commitment),
-                reasons=tuple(v.reason_in(language) for v in triage.verdicts if v.hit),
+                reasons=tuple(
+                    v.reason_in(language)
+                    for v in triage.verdicts
+                    if v.hit and v.action is not Action.NOTE
+                ),
+                **_balances(triage),
             )
         )
         mail = self.cfg.mail
@@ -295,10 +373,40 @@ def _reply_kind(triage: Triage, contact: Contact | None) -> ReplyKind | None:
     return None  # machines and unreadable mail are never answered
 
 
-def _triage_record(ticket: Ticket, inbound: Message, triage: Triage) -> TriageRecord:
+def _balances(triage: Triage) -> dict[str, Any]:
+    """What remains on the contract after this request, for the confirmation."""
+    ent = triage.entitlement
+    if triage.outcome is not Outcome.ACCEPTED or ent is None:
+        return {}
+    values: dict[str, Any] = {}
+    if ent.requests_left is not None:
+        values.update(
+            request_number=ent.requests_used + 1,
+            quota=ent.contract.quota,
+            requests_left=ent.requests_left - 1,
+            quota_low=any(v.hit and v.rule == "quota-low" for v in triage.verdicts),
+        )
+    if ent.points_balance is not None and triage.points_price is not None:
+        values.update(
+            points_price=triage.points_price,
+            points_after=ent.points_balance - triage.points_price,
+        )
+    if ent.hours_left is not None:
+        values.update(hours_left=ent.hours_left)
+    return values
+
+
+def _possibly_critical(prediction: Prediction | None) -> bool:
+    return prediction is not None and (
+        prediction.priority is Priority.KRITISCH
+        or prediction.probabilities.get(Priority.KRITISCH, 0.0) >= 0.2
+    )
+
+
+def _triage_record(ticket_id: int, inbound: Message, triage: Triage) -> TriageRecord:
     prediction = triage.prediction
     return TriageRecord(
-        ticket_id=ticket.id,
+        ticket_id=ticket_id,
         message_id=inbound.id,
         outcome=triage.outcome.value,
         proposed_priority=prediction.priority.value if prediction else None,
@@ -318,5 +426,5 @@ def _triage_record(ticket: Ticket, inbound: Message, triage: Triage) -> TriageRe
             for v in triage.verdicts
         ],
         deadline=triage.deadline,
-        created_at=ticket.received_at,
+        created_at=inbound.created_at,
     )

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from classifier.model import PriorityModel
+from classifier.registry import ModelRegistry
 from intake.config import Config, load_config
 from intake.customers import import_customers, parse_customers
 from intake.db.engine import make_engine, make_sessions
@@ -43,7 +44,7 @@ def missing_service(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def model() -> PriorityModel:
-    return PriorityModel.load(ROOT / "models" / "priority.skops")
+    return ModelRegistry(ROOT / "models").load()
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +92,7 @@ def make_config(tmp_path: Path, db_url: str, **overrides: str) -> Config:
         "INTAKE_DATABASE__URL": db_url,
         "INTAKE_RELAY__MAILDIR": str(tmp_path / "maildir"),
         "INTAKE_SMTP__PORT": "0",
-        "INTAKE_CLASSIFIER__MODEL_PATH": str(ROOT / "models" / "priority.skops"),
+        "INTAKE_CLASSIFIER__MODELS_DIR": str(ROOT / "models"),
         "INTAKE_OUTBOX__POLL_SECONDS": "0.2",
         **overrides,
     }

@@ -26,7 +26,7 @@ def environment(tmp_path: Path, db_url: str, port: int) -> dict[str, str]:
         "INTAKE_DATABASE__URL": db_url,
         "INTAKE_SMTP__PORT": str(port),
         "INTAKE_RELAY__MAILDIR": str(tmp_path / "maildir"),
-        "INTAKE_CLASSIFIER__MODEL_PATH": str(ROOT / "models" / "priority.skops"),
+        "INTAKE_CLASSIFIER__MODELS_DIR": str(ROOT / "models"),
     }
 
 

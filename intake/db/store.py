@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from intake.db.tables import Contact, Contract, Customer, Message, OutboxItem, Ticket
-from intake.domain import ContractModel, ContractView, CustomerView
+from intake.db.tables import (
+    Contact,
+    Contract,
+    Correction,
+    Customer,
+    LedgerEntry,
+    Message,
+    OutboxItem,
+    Ticket,
+)
+from intake.domain import (
+    ContractModel,
+    ContractView,
+    CustomerView,
+    Entitlement,
+    TicketRef,
+    contract_year,
+)
 
 # OTRS-style numbers: the receipt date then an 8-digit counter that starts at 10000001.
 TICKET_COUNTER_BASE = 10_000_000
@@ -118,3 +135,79 @@ def mark_failed(session: Session, item_id: int, error: str, retry_at: datetime) 
     item.last_error = error[:2000]
     item.next_attempt_at = retry_at
     return item
+
+
+def corrected_requests(session: Session) -> list[tuple[int, str, str, str]]:
+    """(ticket id, subject, body, priority staff chose) for every corrected ticket, latest decision."""
+    latest: dict[int, Correction] = {}
+    for correction in session.scalars(select(Correction).order_by(Correction.id)):
+        latest[correction.ticket_id] = correction
+    rows = []
+    for ticket_id, correction in sorted(latest.items()):
+        first = session.scalars(
+            select(Message)
+            .where(Message.ticket_id == ticket_id, Message.direction == "in")
+            .order_by(Message.id)
+            .limit(1)
+        ).first()
+        if first is not None:
+            rows.append((ticket_id, first.subject, first.body_text, correction.new_priority))
+    return rows
+
+
+TICKET_TAG = re.compile(r"\[Ticket#(\d{16,})\]", re.IGNORECASE)
+
+
+def find_follow_up(session: Session, subject: str, message_ids: Sequence[str]) -> TicketRef | None:
+    """The ticket a message answers: our number in the subject, else a stored Message-ID it cites.
+
+    Never by a bare subject (a "Drucker" mail is not a reply to another "Drucker" mail)."""
+    match = TICKET_TAG.search(subject)
+    ticket = None
+    if match:
+        ticket = session.scalars(select(Ticket).where(Ticket.number == match.group(1))).first()
+    if ticket is None and message_ids:
+        ticket = session.scalars(
+            select(Ticket)
+            .join(Message, Message.ticket_id == Ticket.id)
+            .where(Message.message_id_header.in_(list(message_ids)))
+            .order_by(Ticket.id.desc())
+            .limit(1)
+        ).first()
+    if ticket is None or ticket.number is None:
+        return None
+    return TicketRef(ticket.id, ticket.number, ticket.status)
+
+
+def entitlement(session: Session, contract: ContractView, today: date) -> Entitlement:
+    """Balances of `contract` from its ledger, with the contract row locked until commit.
+
+    The lock (FOR UPDATE on PostgreSQL; SQLite's writer lock, taken at BEGIN IMMEDIATE) makes
+    concurrent requests on the last unit of a quota queue up, so exactly one is admitted."""
+    session.execute(select(Contract.id).where(Contract.id == contract.id).with_for_update())
+    year = contract_year(contract.start, today)
+    sums = dict(
+        session.execute(
+            select(LedgerEntry.kind, func.coalesce(func.sum(LedgerEntry.amount), 0.0))
+            .where(
+                LedgerEntry.contract_id == contract.id,
+                (LedgerEntry.kind != "request") | (LedgerEntry.contract_year == year),
+            )
+            .group_by(LedgerEntry.kind)
+        ).all()
+    )
+    return Entitlement(
+        contract=contract,
+        year=year,
+        requests_used=int(-sums.get("request", 0)),
+        points_balance=None
+        if contract.points is None
+        else contract.points + sums.get("points", 0.0),
+        hours_left=None if contract.hours is None else contract.hours + sums.get("hours", 0.0),
+    )
+
+
+def add_ledger(session: Session, entry: LedgerEntry) -> LedgerEntry:
+    session.add(entry)
+    session.flush()
+    return entry

@@ -193,3 +193,37 @@ class OutboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+
+
+class Correction(Base):
+    """A staff decision on a proposed priority: who, when, old, new, why, and which model proposed."""
+
+    __tablename__ = "corrections"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    old_priority: Mapped[str | None] = mapped_column(String(16))
+    new_priority: Mapped[str] = mapped_column(String(16))
+    staff: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    model_version: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+
+
+class LedgerEntry(Base):
+    """Every movement on a contract: a request consumed, points reserved, hours booked, a refund.
+
+    Balances are sums over these rows; nothing is ever overwritten."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (Index("ix_ledger_contract_kind", "contract_id", "kind", "contract_year"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contracts.id"))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # request | points | hours
+    amount: Mapped[float] = mapped_column(Float)  # negative: consumed; positive: refunded/credited
+    contract_year: Mapped[int] = mapped_column(Integer, default=0)  # 0 = the first year
+    staff: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]

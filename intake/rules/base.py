@@ -6,7 +6,17 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import ClassVar, Protocol
 
-from intake.domain import Action, ContractModel, ContractView, CustomerView, InboundMessage, Verdict
+from intake.domain import (
+    Action,
+    ContractModel,
+    ContractView,
+    CustomerView,
+    Entitlement,
+    InboundMessage,
+    Priority,
+    TicketRef,
+    Verdict,
+)
 
 # When a customer holds several valid contracts, the one with the strongest promise applies.
 CONTRACT_PREFERENCE = (
@@ -24,12 +34,22 @@ class RuleContext:
     contracts: tuple[ContractView, ...]
     now: datetime
     today: date  # the receipt date on the service's local calendar
+    priority: Priority | None = None  # the classifier's proposal
+    entitlement: Entitlement | None = None  # balances of the valid contract, before this request
+    follow_up: TicketRef | None = None  # the ticket this message answers, if any
+    points_price: int | None = None  # catalogue price of `priority` for points accounts
+    quota_warning_at: int = 5
 
     @property
     def valid_contract(self) -> ContractView | None:
-        valid = [c for c in self.contracts if c.covers(self.today)]
-        valid.sort(key=lambda c: CONTRACT_PREFERENCE.index(c.model))
-        return valid[0] if valid else None
+        return select_valid_contract(self.contracts, self.today)
+
+
+def select_valid_contract(contracts: tuple[ContractView, ...], today: date) -> ContractView | None:
+    """The contract that covers `today`; with several, the one with the strongest promise."""
+    valid = [c for c in contracts if c.covers(today)]
+    valid.sort(key=lambda c: CONTRACT_PREFERENCE.index(c.model))
+    return valid[0] if valid else None
 
 
 class Rule(Protocol):

@@ -7,6 +7,13 @@ from dataclasses import dataclass
 from intake.domain import Action, Verdict
 from intake.rules.base import Rule, RuleContext
 from intake.rules.contract import ContractExpired, ContractNotStarted, NoContract
+from intake.rules.entitlement import (
+    ContingentExhausted,
+    FollowUp,
+    InsufficientPoints,
+    QuotaExhausted,
+    QuotaLow,
+)
 from intake.rules.sender import AutomaticMessage, UnknownSender, UnreadableMessage
 
 
@@ -14,10 +21,15 @@ def default_chain() -> tuple[Rule, ...]:
     return (
         UnreadableMessage(),
         AutomaticMessage(),
+        FollowUp(),
         UnknownSender(),
         NoContract(),
         ContractNotStarted(),
         ContractExpired(),
+        QuotaExhausted(),
+        InsufficientPoints(),
+        ContingentExhausted(),
+        QuotaLow(),
     )
 
 
@@ -28,11 +40,11 @@ class ChainResult:
 
     @property
     def deciding(self) -> Verdict | None:
-        return next((v for v in self.verdicts if v.hit), None)
+        return next((v for v in self.verdicts if v.hit and v.action is not Action.NOTE), None)
 
 
 def run_chain(rules: tuple[Rule, ...], ctx: RuleContext) -> ChainResult:
-    """Check every rule (hits and misses are both recorded); the first hit decides."""
+    """Check every rule (hits and misses are both recorded); the first deciding hit decides."""
     verdicts = tuple(rule.check(ctx) for rule in rules)
-    first = next((v for v in verdicts if v.hit), None)
+    first = next((v for v in verdicts if v.hit and v.action is not Action.NOTE), None)
     return ChainResult(verdicts, first.action if first else None)

@@ -1,0 +1,236 @@
+"""Benchmarks: SMTP intake against a bare aiosmtpd server, classification, deadlines.
+
+Writes docs/BENCHMARKS.md with the machine and the date. Run with `make bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import smtplib
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from aiosmtpd.controller import Controller
+
+from classifier.corpus import load_corpus
+from classifier.model import PriorityModel
+from classifier.registry import ModelRegistry
+from intake.calendar import build_calendar
+from intake.config import load_config
+from intake.customers import import_customers, parse_customers
+from intake.db.engine import make_engine, make_sessions
+from intake.db.migrate import upgrade
+from tests.conftest import free_port
+from tests.factories import make_mail
+from tests.servers import AppThread
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+CLIENTS = 8
+
+
+class Discard:
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        return "250 OK"
+
+
+def load(port: int, messages: list[bytes], reuse: bool) -> tuple[float, list[float]]:
+    """Send all messages with CLIENTS threads; return (seconds, per-message latencies)."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    chunks = [messages[i::CLIENTS] for i in range(CLIENTS)]
+
+    def client(chunk: list[bytes]) -> None:
+        own: list[float] = []
+        conn: smtplib.SMTP | None = None
+        for raw in chunk:
+            if conn is None:
+                conn = smtplib.SMTP("127.0.0.1", port, timeout=60)
+                conn.ehlo()
+            conn.mail("it@muster.example")
+            conn.rcpt("support@example.com")
+            started = time.perf_counter()
+            code, _ = conn.data(raw)
+            own.append(time.perf_counter() - started)
+            assert code == 250, code
+            if not reuse:
+                conn.quit()
+                conn = None
+        if conn is not None:
+            conn.quit()
+        with lock:
+            latencies.extend(own)
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in chunks]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started, latencies
+
+
+def summary(seconds: float, latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "rate": len(ordered) / seconds,
+        "p50": statistics.median(ordered) * 1000,
+        "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+    }
+
+
+def corpus_messages(n: int) -> list[bytes]:
+    examples = load_corpus()
+    return [
+        make_mail(
+            subject=e.subject or "Anfrage", body=e.body, message_id=f"<bench-{i}@customer.example>"
+        )
+        for i, e in enumerate(examples[i % len(examples)] for i in range(n))
+    ]
+
+
+def bare_server(messages: list[bytes], reuse: bool) -> dict[str, float]:
+    port = free_port()
+    controller = Controller(
+        Discard(), hostname="127.0.0.1", port=port, data_size_limit=10 * 1024 * 1024
+    )
+    controller.start()
+    try:
+        return summary(*load(port, messages, reuse))
+    finally:
+        controller.stop()
+
+
+def intake_server(
+    db: str, messages: list[bytes], reuse: bool, model: PriorityModel
+) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        if db == "sqlite":
+            url, cleanup = f"sqlite:///{tmp}/bench.db", (lambda: None)
+        else:
+            name = f"intake_bench_{os.getpid()}_{int(time.time())}"
+            with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+                c.execute(f'CREATE DATABASE "{name}"')
+            url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+            def cleanup() -> None:
+                with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+                    c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+        try:
+            upgrade(url)
+            cfg = load_config(
+                ROOT / "config.yaml",
+                {
+                    "INTAKE_DATABASE__URL": url,
+                    "INTAKE_SMTP__PORT": "0",
+                    "INTAKE_RELAY__MAILDIR": f"{tmp}/maildir",
+                    "INTAKE_LOG_LEVEL": "WARNING",
+                },
+            )
+            engine = make_engine(url)
+            with make_sessions(engine).begin() as s:
+                import_customers(
+                    s, parse_customers(ROOT / "examples" / "customers.yaml"), cfg, datetime.now(UTC)
+                )
+            engine.dispose()
+            with AppThread(cfg, model) as app:
+                return summary(*load(app.port, messages, reuse))
+        finally:
+            cleanup()
+
+
+def timed(fn: Callable[[], object], repeat: int) -> float:
+    started = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - started) / repeat
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=400)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    args = parser.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    model = ModelRegistry(ROOT / "models").load()
+    lines: list[str] = []
+    rows: list[str] = []
+    for db in ("sqlite", "postgresql"):
+        for reuse in (True, False):
+            messages = corpus_messages(args.messages)
+            bare = bare_server(messages, reuse)
+            ours = intake_server(db, corpus_messages(args.messages), reuse, model)
+            mode = "reused connection" if reuse else "one connection per mail"
+            rows.append(
+                f"| {db} | {mode} | {ours['rate']:.0f} | {bare['rate']:.0f} | {ours['rate'] / bare['rate']:.2f} "
+                f"| {ours['p50']:.1f} / {ours['p99']:.1f} | {bare['p50']:.1f} / {bare['p99']:.1f} |"
+            )
+            print(rows[-1], flush=True)
+
+    texts = [(e.subject, e.body) for e in load_corpus()[:1000]]
+    singles = []
+    for subject, body in texts[:300]:
+        started = time.perf_counter()
+        model.predict(subject, body)
+        singles.append(time.perf_counter() - started)
+    one = statistics.median(singles)
+    batch = timed(lambda: model.predict_many(texts), 1) / len(texts)
+    registry = ModelRegistry(ROOT / "models")
+    load_seconds = min(timed(lambda: registry.load(), 1) for _ in range(3))
+    cfg = load_config(ROOT / "config.yaml", {})
+    calendar = build_calendar(cfg, "service", "NW")
+    start = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
+    deadline = timed(lambda: calendar.add_business_hours(start, 40), 2000)
+    between = timed(
+        lambda: calendar.business_hours_between(start, start + timedelta(days=10)), 2000
+    )
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    lines += [
+        "# Benchmarks",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: {os.cpu_count()} cores, "
+        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}. Run with `make bench`.",
+        "",
+        "## SMTP intake against a bare aiosmtpd server (same run, same messages)",
+        "",
+        f"{CLIENTS} concurrent smtplib clients, {args.messages} messages from the training corpus per row, "
+        "all from a known Basic customer (each is classified, checked, stored with its raw bytes, "
+        "answered into the outbox and sent to the Maildir). Latency: from sending DATA to the 250.",
+        "The bare server accepts and discards.",
+        "",
+        "| database | connections | intake msg/s | bare msg/s | ratio | intake p50 / p99 ms | bare p50 / p99 ms |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "## Pieces",
+        "",
+        "| what | time |",
+        "|---|---|",
+        f"| classify one request (median of 300 corpus requests) | {one * 1000:.2f} ms |",
+        f"| classify in a batch of {len(texts)} | {1 / batch:.0f} requests/s |",
+        f"| load the model (best of 3) | {load_seconds:.2f} s |",
+        f"| deadline, 40 business hours | {deadline * 1e6:.0f} µs |",
+        f"| business hours between, 10 days | {between * 1e6:.0f} µs |",
+        f"| peak RSS of the benchmark process (model loaded, servers in-process) | {rss:.0f} MB |",
+        "",
+    ]
+    args.out.write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""The training corpus is ours, balanced, mostly German, and written rather than templated."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.metrics.pairwise import cosine_similarity
+
+from classifier.corpus import load_corpus
+from intake.domain import Priority
+
+EXAMPLES = load_corpus()
+
+
+def test_the_corpus_has_enough_rows_for_every_priority() -> None:
+    assert len(EXAMPLES) >= 2000
+    counts = Counter(e.priority for e in EXAMPLES)
+    assert all(counts[p] >= 450 for p in Priority), counts
+
+
+def test_about_three_quarters_are_german_and_both_styles_occur() -> None:
+    german = sum(e.lang == "de" for e in EXAMPLES) / len(EXAMPLES)
+    assert 0.7 <= german <= 0.8
+    assert {e.style for e in EXAMPLES} == {"mail", "chat"}
+    assert len({e.id for e in EXAMPLES}) == len(EXAMPLES)
+
+
+def test_fewer_than_five_percent_of_rows_have_a_near_duplicate() -> None:
+    texts = [e.text.lower() for e in EXAMPLES]
+    matrix = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5)).fit_transform(texts)
+    similarity = cosine_similarity(matrix, dense_output=True)
+    np.fill_diagonal(similarity, 0)
+    with_duplicate = int((similarity >= 0.8).any(axis=1).sum())
+    assert with_duplicate / len(EXAMPLES) < 0.05, f"{with_duplicate} rows have a near duplicate"

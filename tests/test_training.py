@@ -1,0 +1,197 @@
+"""Training, evaluation and model versions: deterministic, gated, reversible, hand-checked."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from classifier.corpus import CORPUS_DIR, load_corpus
+from classifier.evaluate import expected_calibration_error, metrics, read_labelled
+from classifier.model import ModelRefused, PriorityModel
+from classifier.registry import ModelRegistry
+from classifier.train import fit, is_held_out, train_version
+from intake.domain import Priority
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A balanced quarter of the corpus: enough to learn, quick to train."""
+    rows = [
+        json.loads(line)
+        for p in sorted(CORPUS_DIR.glob("*.jsonl"))
+        for line in p.read_text().splitlines()
+        if line.strip()
+    ]
+    random.Random(5).shuffle(rows)
+    picked = [r for p in Priority for r in rows if r["priority"] == p.value][:0]
+    for p in Priority:
+        picked += [r for r in rows if r["priority"] == p.value][:90]
+    directory = tmp_path_factory.mktemp("corpus")
+    (directory / "small.jsonl").write_text(
+        "\n".join(json.dumps(r, ensure_ascii=False) for r in picked) + "\n"
+    )
+    return directory
+
+
+def test_training_twice_gives_the_same_model(small_corpus: Path) -> None:
+    examples = load_corpus(small_corpus)[:200]
+    texts = [e.text for e in examples[:40]]
+    first = fit(examples).predict_proba(texts)
+    second = fit(examples).predict_proba(texts)
+    assert np.array_equal(first, second)
+
+
+def test_the_held_out_split_is_fixed_by_id() -> None:
+    ids = [f"row-{i}" for i in range(2000)]
+    held = [i for i in ids if is_held_out(i)]
+    assert held == [i for i in ids if is_held_out(i)]
+    assert 0.17 < len(held) / len(ids) < 0.23
+
+
+def test_a_new_version_is_activated_only_if_it_is_not_worse(
+    small_corpus: Path, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    first = train_version(small_corpus, models)
+    assert first.activated and first.reason == "no active model yet"
+    registry = ModelRegistry(models)
+    assert registry.active_version() == first.version
+    # A corpus whose labels were scrambled must not replace the active model.
+    scrambled = tmp_path / "scrambled"
+    scrambled.mkdir()
+    rows = [json.loads(line) for line in (small_corpus / "small.jsonl").read_text().splitlines()]
+    labels = [r["priority"] for r in rows]
+    random.Random(1).shuffle(labels)
+    for row, label in zip(rows, labels, strict=True):
+        row["priority"] = label
+    (scrambled / "s.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
+    second = train_version(scrambled, models)
+    assert not second.activated and "worse" in second.reason
+    assert registry.active_version() == first.version
+    # Both versions are listed; switching back and forth works (rollback).
+    assert [c["version"] for c in registry.versions()] == [first.version, second.version]
+    registry.activate(second.version)
+    assert registry.load().version == second.version
+    registry.activate(first.version)
+    assert registry.load().version == first.version
+
+
+def test_a_model_file_round_trips_and_a_foreign_scikit_learn_version_is_refused(
+    small_corpus: Path, tmp_path: Path
+) -> None:
+    result = train_version(small_corpus, tmp_path)
+    model = PriorityModel.load(result.path)
+    again = PriorityModel.load(result.path)
+    text = ("Server", "Der Produktivserver hängt seit einer Stunde, kein Workaround")
+    assert model.predict(*text) == again.predict(*text)
+    card_path = result.path.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card["scikit_learn"] = "0.24.2"
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelRefused, match=r"trained with scikit-learn 0\.24\.2"):
+        PriorityModel.load(result.path)
+
+
+def test_a_tampered_model_file_is_refused(tmp_path: Path) -> None:
+    active = ModelRegistry(Path(__file__).resolve().parent.parent / "models")
+    source = active.path_of(active.active_version() or "")
+    tampered = tmp_path / source.name
+    data = bytearray(source.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = b"\x00" * 64
+    tampered.write_bytes(bytes(data))
+    shutil.copy(source.with_suffix(".json"), tampered.with_suffix(".json"))
+    with pytest.raises(ModelRefused):
+        PriorityModel.load(tampered)
+
+
+def test_metrics_match_a_hand_checked_example() -> None:
+    truth = ["Kritisch", "Kritisch", "Hoch", "Mittel", "Niedrig", "Niedrig"]
+    proposed = ["Kritisch", "Hoch", "Hoch", "Niedrig", "Niedrig", "Niedrig"]
+    confidence = [0.9, 0.6, 0.8, 0.7, 0.95, 0.85]
+    report = metrics(truth, proposed, confidence)
+    assert report["accuracy"] == round(4 / 6, 4)
+    # F1: Kritisch 2/3 (P 1, R 0.5), Hoch 2/3 (P 0.5, R 1), Mittel 0, Niedrig 0.8 (P 2/3, R 1)
+    assert report["macro_f1"] == round((2 / 3 + 2 / 3 + 0 + 0.8) / 4, 4)
+    assert report["kritisch_recall"] == 0.5
+    assert report["per_class"]["Niedrig"] == {
+        "precision": 0.6667,
+        "recall": 1.0,
+        "f1": 0.8,
+        "support": 2,
+    }
+    assert report["confusion_matrix"]["rows_true_columns_proposed"] == [
+        [1, 1, 0, 0],
+        [0, 1, 0, 0],
+        [0, 0, 0, 1],
+        [0, 0, 0, 2],
+    ]
+    # Bins (0.5,0.6]: conf .6, wrong; (0.6,0.7]: .7 wrong; (0.7,0.8]: .8 right;
+    # (0.8,0.9]: .9 and .85 right; (0.9,1]: .95 right.
+    expected = (0.6 + 0.7 + 0.2 + (1 - 0.875) * 2 + 0.05) / 6
+    assert report["calibration_error"] == round(expected, 4)
+    assert expected_calibration_error(np.asarray([1.0]), np.asarray([1.0])) == 0.0
+
+
+def test_the_external_csv_format_is_read_with_its_four_level_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text(
+        'subject,body,priority,priority_4\nA,"Zeile 1\\nZeile 2",very_low,Niedrig\n',
+        encoding="utf-8",
+    )
+    (item,) = read_labelled(path)
+    assert item.priority is Priority.NIEDRIG and item.body == "Zeile 1\nZeile 2"
+
+
+def test_train_with_corrections_learns_what_staff_decided(
+    small_corpus: Path,
+    tmp_path: Path,
+    cfg,
+    sessions,
+    model,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from intake.cli import main
+    from intake.db import store
+    from intake.db.tables import Correction
+    from intake.mail.parse import parse_email
+    from intake.service import IntakeService
+    from tests.factories import make_mail
+
+    service = IntakeService(cfg, sessions, model)
+    at = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    receipt = service.receive(
+        parse_email(make_mail(subject="Frage", body="Wie exportiere ich Statistiken?"), at)
+    )
+    with sessions.begin() as session:
+        ticket = store.ticket_by_number(session, receipt.ticket_number or "")
+        assert ticket is not None
+        for new in ("Mittel", "Hoch"):  # the later decision counts
+            session.add(
+                Correction(
+                    ticket_id=ticket.id,
+                    old_priority="Niedrig",
+                    new_priority=new,
+                    staff="anna",
+                    reason="test",
+                    model_version=model.version,
+                    created_at=at,
+                )
+            )
+    with sessions() as session:
+        assert [(s, p) for _, s, _, p in store.corrected_requests(session)] == [("Frage", "Hoch")]
+
+    monkeypatch.setenv("INTAKE_DATABASE__URL", cfg.database.url)
+    monkeypatch.setenv("INTAKE_CLASSIFIER__MODELS_DIR", str(tmp_path / "models"))
+    assert main(["train", "--data", str(small_corpus), "--include-corrections"]) == 0
+    out = capsys.readouterr().out
+    assert "(1 corrections)" in out and "activated: no active model yet" in out
+    card = ModelRegistry(tmp_path / "models").versions()[0]
+    assert card["corrections"] == 1 and card["training_rows"] > 1
