@@ -42,6 +42,7 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/mypy intake classifier
 
 bench: $(DEV_STAMP) test-services
+	$(PY) -m bench.classifier
 	$(PY) -m bench.run
 
 ## make train: retrain the shipped model from classifier/data/corpus

@@ -36,6 +36,7 @@ from tests.servers import AppThread
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 CLIENTS = 8
+SENDER = "load@bench.example"  # bench/customers.yaml: a points account that covers every request
 
 
 class Discard:
@@ -56,7 +57,7 @@ def load(port: int, messages: list[bytes], reuse: bool) -> tuple[float, list[flo
             if conn is None:
                 conn = smtplib.SMTP("127.0.0.1", port, timeout=60)
                 conn.ehlo()
-            conn.mail("it@muster.example")
+            conn.mail(SENDER)
             conn.rcpt("support@example.com")
             started = time.perf_counter()
             code, _ = conn.data(raw)
@@ -92,7 +93,10 @@ def corpus_messages(n: int) -> list[bytes]:
     examples = load_corpus()
     return [
         make_mail(
-            subject=e.subject or "Anfrage", body=e.body, message_id=f"<bench-{i}@customer.example>"
+            sender=SENDER,
+            subject=e.subject or "Anfrage",
+            body=e.body,
+            message_id=f"<bench-{i}@customer.example>",
         )
         for i, e in enumerate(examples[i % len(examples)] for i in range(n))
     ]
@@ -140,7 +144,7 @@ def intake_server(
             engine = make_engine(url)
             with make_sessions(engine).begin() as s:
                 import_customers(
-                    s, parse_customers(ROOT / "examples" / "customers.yaml"), cfg, datetime.now(UTC)
+                    s, parse_customers(ROOT / "bench" / "customers.yaml"), cfg, datetime.now(UTC)
                 )
             engine.dispose()
             with AppThread(cfg, model) as app:
@@ -208,7 +212,7 @@ def main() -> None:
         "## SMTP intake against a bare aiosmtpd server (same run, same messages)",
         "",
         f"{CLIENTS} concurrent smtplib clients, {args.messages} messages from the training corpus per row, "
-        "all from a known Basic customer (each is classified, checked, stored with its raw bytes, "
+        "all from a known points customer (each is classified, checked, stored with its raw bytes, "
         "answered into the outbox and sent to the Maildir). Latency: from sending DATA to the 250.",
         "The bare server accepts and discards.",
         "",

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import sklearn
 import skops.io as sio
+from scipy import sparse
 from sklearn.pipeline import Pipeline
 
 from classifier.corpus import classifier_text
@@ -47,9 +48,16 @@ COST = cost_matrix()
 POSSIBLY_CRITICAL = 0.2  # P(Kritisch) from which a non-critical proposal still goes to review
 
 
+PLAUSIBLE = 0.1  # a priority the model gives less than this is never proposed
+
+
 def decide(probabilities: np.ndarray) -> Priority:
-    """The priority with the least expected cost under COST."""
+    """The plausible priority with the least expected cost under COST.
+
+    Only priorities with some probability are candidates: when the model is torn between Hoch
+    and Niedrig, proposing the unlikely Mittel "in between" would puzzle staff."""
     expected = probabilities @ COST
+    expected[probabilities < min(PLAUSIBLE, float(probabilities.max()))] = np.inf
     return ORDER[int(np.argmin(expected))]
 
 
@@ -88,7 +96,13 @@ class PriorityModel:
 
     def predict_many(self, items: list[tuple[str | None, str]]) -> list[Prediction]:
         texts = [classifier_text(s, b) for s, b in items]
-        features = self.pipeline.named_steps["features"].transform(texts).tocsr()
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            return self._predict_texts(texts)
+
+    def _predict_texts(self, texts: list[str]) -> list[Prediction]:
+        # FeatureUnion.transform would do the same through joblib, at ~2 ms per call.
+        union = self.pipeline.named_steps["features"]
+        features = sparse.hstack([t.transform(texts) for _, t in union.transformer_list]).tocsr()
         raw = self.pipeline.named_steps["model"].predict_proba(features)
         classes = [Priority(c) for c in self.pipeline.classes_]
         probs = np.asarray(raw)[:, [classes.index(p) for p in ORDER]]
