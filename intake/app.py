@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -16,6 +17,7 @@ from intake.clock import Clock, utcnow
 from intake.config import Config
 from intake.db.engine import make_engine, make_sessions
 from intake.db.migrate import alembic_config
+from intake.mail.imap import ImapPoller
 from intake.mail.smtp import IntakeHandler, smtp_factory
 from intake.outbox import OutboxSender, make_relay
 from intake.service import IntakeService
@@ -60,6 +62,13 @@ class IntakeApp:
         self.outbox = OutboxSender(
             self.sessions, make_relay(cfg.relay, cfg.mail.from_address), cfg.outbox, clock
         )
+        self._imap_stop = threading.Event()
+        self._imap_thread: threading.Thread | None = None
+        if cfg.imap.enabled:
+            poller = ImapPoller(cfg.imap, self.service, self.sessions, clock)
+            self._imap_thread = threading.Thread(
+                target=poller.run, args=(self._imap_stop,), name="imap-poller", daemon=True
+            )
         self._server: asyncio.Server | None = None
         self._outbox_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -79,6 +88,8 @@ class IntakeApp:
             port=self.cfg.smtp.port,
         )
         self._outbox_task = asyncio.create_task(self.outbox.run(self._stop, self._wake))
+        if self._imap_thread is not None:
+            self._imap_thread.start()
         log.info(
             '{"event": "started", "smtp": "%s:%s", "model": "%s"}',
             self.cfg.smtp.host,
@@ -98,5 +109,8 @@ class IntakeApp:
             await self._server.wait_closed()
         if self._outbox_task is not None:
             await self._outbox_task
+        if self._imap_thread is not None and self._imap_thread.is_alive():
+            self._imap_stop.set()
+            await asyncio.to_thread(self._imap_thread.join, 30)
         self.engine.dispose()
         log.info('{"event": "stopped"}')

@@ -28,7 +28,7 @@ ENV_PREFIX = "INTAKE_"
 GERMAN_STATES: tuple[str, ...] = tuple(holidays.list_supported_countries()["DE"])
 CONFIG_ENV = "INTAKE_CONFIG"
 # Keys that hold secrets: accepted only from the environment, never from a file.
-SECRET_KEYS = ("relay.password",)
+SECRET_KEYS = ("relay.password", "imap.password")
 
 
 class ConfigError(Exception):
@@ -75,6 +75,32 @@ class RelayConfig(Section):
     def _smtp_needs_a_host(self) -> RelayConfig:
         if self.mode == "smtp" and not self.host:
             raise ValueError("relay.mode 'smtp' needs relay.host")
+        return self
+
+
+class ImapConfig(Section):
+    """A mailbox to poll (for example the support address's own mailbox at the provider)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=993, ge=1, le=65535)
+    security: Literal["ssl", "starttls", "none"] = "ssl"
+    username: str = ""
+    password: SecretStr | None = None
+    folder: str = "INBOX"
+    done_folder: str | None = None  # move stored mail here; without it, mail is flagged \\Seen
+    poll_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _enabled_needs_credentials(self) -> ImapConfig:
+        if self.enabled and (not self.username or self.password is None):
+            raise ValueError("imap.enabled needs imap.username and INTAKE_IMAP__PASSWORD")
+        if (
+            self.security == "none"
+            and self.enabled
+            and self.host not in ("127.0.0.1", "localhost", "::1")
+        ):
+            raise ValueError("imap.security 'none' is allowed on loopback only")
         return self
 
 
@@ -212,6 +238,7 @@ class Config(Section):
     database: DatabaseConfig = DatabaseConfig()
     smtp: SmtpConfig = SmtpConfig()
     relay: RelayConfig = RelayConfig()
+    imap: ImapConfig = ImapConfig()
     mail: MailConfig = MailConfig()
     web: WebConfig = WebConfig()
     timezone: str = "Europe/Berlin"

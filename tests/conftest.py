@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,6 +50,47 @@ def missing_service(reason: str) -> None:
 @pytest.fixture(scope="session")
 def model() -> PriorityModel:
     return ModelRegistry(ROOT / "models").load()
+
+
+@dataclass(frozen=True)
+class Dovecot:
+    port: int
+    user: str
+    password: str
+    workdir: Path
+
+
+@pytest.fixture(scope="session")
+def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
+    """A real Dovecot IMAP server on loopback, started by the project's own script."""
+    if shutil.which("dovecot") is None:
+        missing_service(
+            "dovecot is not installed (`make test` installs it: scripts/test-services.sh)"
+        )
+    # Dovecot's auth process (an unprivileged user) must be able to enter every parent
+    # directory, which pytest's private temporary tree does not allow.
+    workdir = Path(tempfile.mkdtemp(prefix="intake-dovecot-"))
+    workdir.chmod(0o755)
+    server = Dovecot(free_port(), "support@example.com", "imap-secret", workdir)
+    result = subprocess.run(
+        [
+            "bash",
+            str(ROOT / "scripts" / "start-dovecot.sh"),
+            str(workdir),
+            str(server.port),
+            server.user,
+            server.password,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        missing_service(f"dovecot did not start: {result.stdout}{result.stderr}")
+    yield server
+    pid = int((workdir / "dovecot.pid").read_text())
+    os.kill(pid, signal.SIGTERM)
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

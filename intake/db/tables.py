@@ -227,3 +227,17 @@ class LedgerEntry(Base):
     staff: Mapped[str | None] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime]
+
+
+class ImapUid(Base):
+    """UIDs of a mailbox already stored; a UIDVALIDITY change makes every UID new again (and the
+    Message-ID / content-hash dedupe keeps that from doubling a ticket)."""
+
+    __tablename__ = "imap_uids"
+    __table_args__ = (UniqueConstraint("account", "uidvalidity", "uid"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account: Mapped[str] = mapped_column(String(400))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]

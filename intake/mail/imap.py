@@ -1,0 +1,117 @@
+"""Poll an IMAP mailbox (imap-tools): fetch without marking seen, store, then flag or move.
+
+Never relies on \\Seen (another client may set it): every UID in the folder that is not yet
+recorded for the current UIDVALIDITY is fetched with BODY.PEEK. Storing is idempotent by
+Message-ID (or content hash), so a crash between storing and flagging, a restart in the middle
+of a batch or a UIDVALIDITY change re-fetches at most, and never doubles a ticket.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from imap_tools import BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted, MailMessageFlags
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from intake.clock import Clock
+from intake.config import ImapConfig
+from intake.db.tables import ImapUid
+from intake.mail.parse import parse_email
+from intake.service import IntakeService
+
+log = logging.getLogger("intake.imap")
+
+
+class ImapPoller:
+    def __init__(
+        self,
+        cfg: ImapConfig,
+        service: IntakeService,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+    ) -> None:
+        self.cfg = cfg
+        self.service = service
+        self.sessions = sessions
+        self.clock = clock
+        self.account = f"{cfg.username}@{cfg.host}:{cfg.port}/{cfg.folder}"
+
+    @contextmanager
+    def _mailbox(self) -> Iterator[BaseMailBox]:
+        cfg = self.cfg
+        box: BaseMailBox
+        if cfg.security == "ssl":
+            box = MailBox(cfg.host, cfg.port)
+        elif cfg.security == "starttls":
+            box = MailBoxStartTls(cfg.host, cfg.port)
+        else:
+            box = MailBoxUnencrypted(cfg.host, cfg.port)
+        assert cfg.password is not None
+        with box.login(cfg.username, cfg.password.get_secret_value(), initial_folder=cfg.folder):
+            yield box
+
+    def poll_once(self) -> int:
+        """Store every new message of the folder; return how many were stored (new or not)."""
+        with self._mailbox() as box:
+            status = box.folder.status(self.cfg.folder, ["UIDVALIDITY"])
+            uidvalidity = int(status["UIDVALIDITY"])
+            known = self._known(uidvalidity)
+            pending = [uid for uid in box.uids("ALL") if int(uid) not in known]
+            for uid in pending:
+                self._take(box, uidvalidity, uid)
+            return len(pending)
+
+    def _known(self, uidvalidity: int) -> set[int]:
+        with self.sessions() as session:
+            return set(
+                session.scalars(
+                    select(ImapUid.uid).where(
+                        ImapUid.account == self.account, ImapUid.uidvalidity == uidvalidity
+                    )
+                )
+            )
+
+    def _take(self, box: BaseMailBox, uidvalidity: int, uid: str) -> None:
+        typ, data = box.client.uid("FETCH", uid, "(BODY.PEEK[])")
+        raw = next((part[1] for part in data if isinstance(part, tuple)), None)
+        if typ != "OK" or raw is None:
+            log.warning("imap %s: UID %s vanished before it could be fetched", self.account, uid)
+            return
+        receipt = self.service.receive(parse_email(bytes(raw), self.clock()))  # commits, or raises
+        self._remember(uidvalidity, int(uid))
+        # Only after the commit: the mailbox shows the message as handled.
+        if self.cfg.done_folder:
+            box.move(uid, self.cfg.done_folder)
+        else:
+            box.flag(uid, MailMessageFlags.SEEN, True)
+        log.info("imap %s: UID %s -> ticket %s", self.account, uid, receipt.ticket_number)
+
+    def _remember(self, uidvalidity: int, uid: int) -> None:
+        try:
+            with self.sessions.begin() as session:
+                session.add(
+                    ImapUid(
+                        account=self.account,
+                        uidvalidity=uidvalidity,
+                        uid=uid,
+                        created_at=self.clock(),
+                    )
+                )
+        except IntegrityError:
+            pass  # another poller recorded it first
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll every poll_seconds until `stop` is set; a failed poll is logged and retried."""
+        while not stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                log.exception(
+                    "imap %s: poll failed; retrying in %.0f s", self.account, self.cfg.poll_seconds
+                )
+            stop.wait(self.cfg.poll_seconds)
