@@ -15,8 +15,6 @@ from scipy import sparse
 from sklearn.pipeline import Pipeline
 
 from classifier.corpus import classifier_text
-from classifier.features import find_criteria
-from classifier.pipeline import CHAR_FEATURES
 from intake.domain import Explanation, Prediction, Priority, WeightedTerm
 
 # Types beyond scikit-learn's own that a model file may contain; reviewed by hand. Anything
@@ -106,53 +104,61 @@ class PriorityModel:
         raw = self.pipeline.named_steps["model"].predict_proba(features)
         classes = [Priority(c) for c in self.pipeline.classes_]
         probs = np.asarray(raw)[:, [classes.index(p) for p in ORDER]]
-        return [self._prediction(text, features[i], probs[i]) for i, text in enumerate(texts)]
+        return [self._prediction(features[i], probs[i]) for i in range(len(texts))]
 
-    def _prediction(self, text: str, row: Any, probs: np.ndarray) -> Prediction:
+    def _prediction(self, row: Any, probs: np.ndarray) -> Prediction:
         priority = decide(probs)
         confidence = float(probs[ORDER.index(priority)])
         possibly_critical = priority is not Priority.KRITISCH and bool(
             probs[0] >= POSSIBLY_CRITICAL
         )
+        criteria, terms = self._explain(row, priority)
         return Prediction(
             priority=priority,
             confidence=round(confidence, 4),
             probabilities={p: round(float(v), 4) for p, v in zip(ORDER, probs, strict=True)},
             model_version=self.version,
             needs_review=confidence < self.review_below or possibly_critical,
-            explanation=Explanation(
-                criteria=tuple(find_criteria(text)), terms=self._top_terms(row, priority)
-            ),
+            explanation=Explanation(criteria=criteria, terms=terms),
         )
 
     @cached_property
-    def _explainable(self) -> tuple[list[str], np.ndarray]:
-        """A name per feature column ('' for hashed character n-grams, which are not shown) and
-        the weights of the one logistic regression behind the calibration (ensemble=False)."""
+    def _explainable(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, str]]:
+        """Per feature column: its name ('' for character n-grams, never shown) and
+        whether it may be shown; the weights of the one logistic regression behind the
+        calibration (ensemble=False); and the columns of the offer's criteria."""
         names: list[str] = []
+        criteria: dict[int, str] = {}
         for name, transformer in self.pipeline.named_steps["features"].transformer_list:
-            if name == "chars":
-                names += [""] * CHAR_FEATURES
-            else:
-                names += [f"{name}__{n}" for n in transformer.get_feature_names_out()]
+            if name == "chars":  # character n-grams explain nothing to a person
+                names += [""] * transformer.transform([""]).shape[1]
+                continue
+            for feature in transformer.get_feature_names_out():
+                if name == "criteria":
+                    criteria[len(names)] = str(feature).removeprefix("criterion:")
+                names.append(f"{name}__{feature}")
         estimator = self.pipeline.named_steps["model"].calibrated_classifiers_[0].estimator
-        return names, estimator.coef_
+        labels = np.asarray(names, dtype=object)
+        return labels, labels != "", estimator.coef_, criteria
 
-    def _top_terms(self, row: Any, priority: Priority, limit: int = 8) -> tuple[WeightedTerm, ...]:
-        """The word n-grams and criteria that pushed hardest towards the proposed priority."""
-        names, coef = self._explainable
+    def _explain(
+        self, row: Any, priority: Priority, limit: int = 8
+    ) -> tuple[tuple[str, ...], tuple[WeightedTerm, ...]]:
+        """The criteria present, and the word n-grams and criteria that pushed hardest towards
+        the proposed priority (feature value times its weight for that priority)."""
+        names, shown, coef, criteria_columns = self._explainable
+        found = tuple(criteria_columns[i] for i in sorted(row.indices) if i in criteria_columns)
         klass = list(self.pipeline.classes_).index(priority.value)
-        scored = [
-            (names[i], float(v * coef[klass, i]))
-            for i, v in zip(row.indices, row.data, strict=True)
-            if names[i]
-        ]
-        scored.sort(key=lambda item: item[1], reverse=True)
-        return tuple(
-            WeightedTerm(_readable(name), round(weight, 3))
-            for name, weight in scored[:limit]
-            if weight > 0
+        keep = shown[row.indices]
+        columns = row.indices[keep]
+        weights = row.data[keep] * coef[klass, columns]
+        top = np.argsort(-weights)[:limit]
+        terms = tuple(
+            WeightedTerm(_readable(str(names[columns[i]])), round(float(weights[i]), 3))
+            for i in top
+            if weights[i] > 0
         )
+        return found, terms
 
 
 def _minor(version: str) -> tuple[str, ...]:

@@ -9,8 +9,6 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 
 from classifier.features import CriteriaFeatures
 
-CHAR_FEATURES = 2**17
-
 
 def build_pipeline(seed: int = 13) -> Pipeline:
     features = FeatureUnion(

@@ -91,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
     refund.add_argument("--reason", required=True)
     refund.set_defaults(func=cmd_tickets_refund)
 
+    debit = tickets.add_parser("debit", help="confirm or adjust the points a ticket costs")
+    debit.add_argument("number")
+    debit.add_argument("--points", type=int, required=True)
+    debit.add_argument("--staff", required=True)
+    debit.add_argument("--reason", required=True)
+    debit.set_defaults(func=cmd_tickets_debit)
+
     contracts = commands.add_parser("contracts", help="contract balances").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -343,6 +350,16 @@ def cmd_tickets_refund(cfg: Config, args: argparse.Namespace) -> int:
     def act(session: Any) -> str:
         amount = refund(session, args.number, args.staff, args.reason, utcnow())
         return f"Ticket {args.number}: {amount:g} gutgeschrieben"
+
+    return _staff_action(cfg, act)
+
+
+def cmd_tickets_debit(cfg: Config, args: argparse.Namespace) -> int:
+    from intake.staff import set_points
+
+    def act(session: Any) -> str:
+        delta = set_points(session, args.number, args.points, args.staff, args.reason, utcnow())
+        return f"Ticket {args.number}: {args.points} Punkte (Änderung {delta:+g})"
 
     return _staff_action(cfg, act)
 

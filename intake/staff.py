@@ -137,6 +137,36 @@ def refund(session: Session, number: str, staff: str, reason: str, now: datetime
     return consumed
 
 
+def set_points(
+    session: Session, number: str, points: int, staff: str, reason: str, now: datetime
+) -> float:
+    """Confirm or adjust what a points ticket costs (e.g. a development billed by effort).
+
+    Writes the difference to the current reservation; returns it (negative: more debited)."""
+    ticket = _ticket(session, number)
+    contract = session.get(Contract, ticket.contract_id) if ticket.contract_id else None
+    if contract is None or contract.model != ContractModel.POINTS.value:
+        raise StaffActionRefused(f"ticket {number} is not billed against a points account")
+    if points < 0:
+        raise StaffActionRefused("a debit cannot be negative; use a refund")
+    delta = -_net(session, ticket.id, "points") - points
+    if delta:
+        store.add_ledger(
+            session,
+            LedgerEntry(
+                contract_id=contract.id,
+                ticket_id=ticket.id,
+                kind="points",
+                amount=delta,
+                contract_year=0,
+                staff=staff,
+                reason=f"Abbuchung auf {points} Punkte gesetzt: {reason}",
+                created_at=now,
+            ),
+        )
+    return delta
+
+
 def book_hours(
     session: Session, contract_id: int, hours: float, staff: str, reason: str, now: datetime
 ) -> None:

@@ -18,7 +18,7 @@ from intake.db.tables import Contract, LedgerEntry, OutboxItem, Ticket
 from intake.domain import Outcome, Priority
 from intake.mail.parse import parse_email
 from intake.service import IntakeService, Receipt
-from intake.staff import StaffActionRefused, book_hours, correct_priority, refund
+from intake.staff import StaffActionRefused, book_hours, correct_priority, refund, set_points
 from tests.conftest import ROOT, count
 from tests.factories import make_mail
 
@@ -289,3 +289,30 @@ def test_the_deadline_command_prints_iso_and_german(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [first, second]
+
+
+def test_staff_can_set_what_a_points_ticket_costs_and_the_balance_follows(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    number = receive(service, sender="support@punkt-partner.example").ticket_number or ""  # 1 point
+    with sessions.begin() as session:
+        assert set_points(session, number, 12, "anna", "Entwicklung nach Aufwand", AT) == -11
+        assert set_points(session, number, 12, "anna", "bestätigt", AT) == 0
+    with sessions() as session:
+        total = sum(
+            e.amount
+            for e in session.scalars(select(LedgerEntry).where(LedgerEntry.kind == "points"))
+        )
+    assert total == -12
+    with (
+        pytest.raises(StaffActionRefused, match="not billed against a points account"),
+        sessions.begin() as session,
+    ):
+        set_points(
+            session,
+            receive(service, subject="X", body="Wie geht das?").ticket_number or "",
+            3,
+            "anna",
+            "x",
+            AT,
+        )
