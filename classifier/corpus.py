@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from classifier.text import new_words
 from intake.domain import Priority
 
 CORPUS_DIR = Path(__file__).resolve().parent / "data" / "corpus"
@@ -28,7 +29,8 @@ class Example:
 
 
 def classifier_text(subject: str | None, body: str) -> str:
-    return f"{subject or ''}\n{body}".strip()
+    """What the classifier reads: the subject and the customer's new words (classifier/text.py)."""
+    return f"{subject or ''}\n{new_words(body)}".strip()
 
 
 def load_corpus(directory: Path = CORPUS_DIR) -> list[Example]:
