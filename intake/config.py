@@ -107,6 +107,7 @@ class ImapConfig(Section):
 class MailConfig(Section):
     from_address: str = "support@example.com"
     from_name: str = "OTRS-Support"
+    max_attachment_bytes: int = Field(default=10 * 1024 * 1024, gt=0)  # larger: name and size only
 
     @property
     def domain(self) -> str:

@@ -87,6 +87,13 @@ class Language(StrEnum):
 
 
 @dataclass(frozen=True)
+class AttachedFile:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
 class InboundMessage:
     """One message as an adapter hands it to the intake service."""
 
@@ -102,13 +109,22 @@ class InboundMessage:
     references: tuple[str, ...] = ()
     automatic_reasons: tuple[str, ...] = ()  # why the message looks machine-generated
     parse_error: str | None = None  # set when the bytes could not be parsed
+    attachments: tuple[AttachedFile, ...] = ()
 
     @property
     def dedupe_key(self) -> str:
-        """Stable identity of a delivery: the Message-ID, or a hash of the raw content."""
+        """Stable identity of a delivery: the Message-ID, else a hash of what the sender wrote.
+
+        The hash leaves out what relays add on the way (Received lines, line endings), so the
+        same mail without a Message-ID is recognised whether it came by SMTP or by IMAP."""
         if self.message_id:
             return f"mid:{self.message_id}"
-        payload = self.raw or f"{self.sender}\n{self.subject}\n{self.body}".encode()
+        if self.parse_error:
+            payload = self.raw.replace(b"\r\n", b"\n").rstrip()
+        else:
+            names = "\n".join(f"{a.filename}:{len(a.data)}" for a in self.attachments)
+            text = f"{self.sender}\n{self.subject}\n{self.body.strip()}\n{names}"
+            payload = text.encode("utf-8", "surrogatepass")
         return "sha256:" + hashlib.sha256(payload).hexdigest()
 
 

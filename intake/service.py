@@ -16,7 +16,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from intake.calendar import ServiceCalendar, build_calendar, format_deadline
 from intake.config import Config
 from intake.db import store
-from intake.db.tables import Contact, LedgerEntry, Message, OutboxItem, Ticket, TriageRecord
+from intake.db.tables import (
+    Attachment,
+    Contact,
+    LedgerEntry,
+    Message,
+    OutboxItem,
+    Ticket,
+    TriageRecord,
+)
 from intake.domain import (
     Action,
     ContractModel,
@@ -167,8 +175,7 @@ class IntakeService:
         queued = self._queue_reply(session, msg, ticket, triage, contact, language)
         return Receipt(ticket.number, triage.outcome, priority=triage.priority, reply_queued=queued)
 
-    @staticmethod
-    def _store_inbound(session: Session, msg: InboundMessage, ticket_id: int) -> Message:
+    def _store_inbound(self, session: Session, msg: InboundMessage, ticket_id: int) -> Message:
         inbound = Message(
             ticket_id=ticket_id,
             direction="in",
@@ -185,6 +192,18 @@ class IntakeService:
         )
         session.add(inbound)
         session.flush()
+        limit = self.cfg.mail.max_attachment_bytes
+        for file in msg.attachments:
+            session.add(
+                Attachment(
+                    message_id=inbound.id,
+                    filename=file.filename[:512],
+                    content_type=file.content_type[:255],
+                    size=len(file.data),
+                    data=file.data if len(file.data) <= limit else None,
+                    created_at=msg.received_at,
+                )
+            )
         return inbound
 
     @staticmethod

@@ -107,3 +107,42 @@ def test_mutated_mime_never_raises(parts: list[bytes]) -> None:
     raw = b"".join(parts)
     msg = parse_email(raw, NOW)
     assert msg.raw == raw
+
+
+def test_attachments_keep_name_and_type_also_nested_encoded_and_winmail() -> None:
+    from email.message import EmailMessage
+
+    inner = EmailMessage()
+    inner["From"] = "daemon@x.example"
+    inner["Subject"] = "Fehler"
+    inner.set_content("Daemon gestoppt")
+    msg = EmailMessage()
+    msg["From"] = "it@muster.example"
+    msg["Subject"] = "Logs"
+    msg.set_content("Anbei die Logs.")
+    msg.add_attachment(
+        b"%PDF-1.4", maintype="application", subtype="pdf", filename="Übersicht März.pdf"
+    )
+    msg.add_attachment(
+        b"\x78\x9f\x3e\x22", maintype="application", subtype="ms-tnef", filename="winmail.dat"
+    )
+    msg.add_attachment(inner)
+    parsed = parse_email(msg.as_bytes(), NOW)
+    files = {(a.filename, a.content_type) for a in parsed.attachments}
+    assert ("Übersicht März.pdf", "application/pdf") in files  # RFC 2231 encoded name
+    assert ("winmail.dat", "application/ms-tnef") in files
+    assert ("weitergeleitet.eml", "message/rfc822") in files
+    assert parsed.body == "Anbei die Logs."
+
+
+def test_undeclared_8bit_headers_are_read_as_utf8_or_windows_1252() -> None:
+    latin = b"From: J\xf6rg <j@x.example>\r\nSubject: St\xf6rung im B\xfcro\r\n\r\nText\r\n"
+    utf8 = "From: a@b.example\r\nSubject: Störung – dringend\r\n\r\nText\r\n".encode()
+    assert parse_email(latin, NOW).subject == "Störung im Büro"
+    assert parse_email(latin, NOW).sender_name == "Jörg"
+    assert parse_email(utf8, NOW).subject == "Störung – dringend"
+
+
+def test_a_utf7_body_from_exchange_is_decoded() -> None:
+    raw = b"From: a@b.example\r\nSubject: x\r\nContent-Type: text/plain; charset=utf-7\r\n\r\nSt+APY-rung\r\n"
+    assert parse_email(raw, NOW).body == "Störung"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from classifier.model import PriorityModel
@@ -185,3 +185,38 @@ def test_concurrent_intake_gives_every_ticket_its_own_number(
     assert errors == []
     assert len(numbers) == 16 and len(set(numbers)) == 16
     assert count(sessions, "tickets") == 16
+
+
+def test_nul_bytes_and_broken_bytes_are_stored_not_refused(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    # PostgreSQL text refuses NUL; the raw bytes keep it, the text fields drop it.
+    raw = b"From: a@b.example\r\nSubject: x\x00y\r\n\r\nZeile\x00mit NUL \xc3(\r\n"
+    receipt = receive(service, raw)
+    assert receipt.ticket_number
+    with sessions() as session:
+        message = session.scalars(select(Message).where(Message.direction == "in")).one()
+        assert (
+            message.raw == raw and "\x00" not in message.body_text and "\x00" not in message.subject
+        )
+
+
+def test_attachments_are_stored_with_name_and_type(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"] = "it@muster.example"
+    msg["Subject"] = "Log"
+    msg["Message-ID"] = "<att@muster.example>"
+    msg.set_content("Anbei das Log.")
+    msg.add_attachment(b"daemon stopped", maintype="text", subtype="plain", filename="daemon.log")
+    receive(service, msg.as_bytes())
+    with sessions() as session:
+        rows = session.execute(
+            text("select filename, content_type, size, data from attachments")
+        ).all()
+    assert [(r[0], r[1], r[2], bytes(r[3])) for r in rows] == [
+        ("daemon.log", "text/plain", 14, b"daemon stopped")
+    ]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import replace
 from datetime import datetime
 from email import message_from_bytes, policy
+from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.utils import getaddresses
 from html.parser import HTMLParser
 
-from intake.domain import Channel, InboundMessage
+from intake.domain import AttachedFile, Channel, InboundMessage
 
 # Senders that are machines by name (Zammad, Znuny).
 MACHINE_SENDER = re.compile(
@@ -26,30 +28,65 @@ def parse_email(
     try:
         msg = message_from_bytes(raw, policy=policy.default)
         assert isinstance(msg, EmailMessage)
-        return _from_message(msg, raw, received_at, envelope_from)
+        return _storable(_from_message(msg, raw, received_at, envelope_from))
     except Exception as exc:  # the adapter boundary: nothing escapes, the bytes are kept
         return InboundMessage(
             channel=Channel.EMAIL,
-            sender=(envelope_from or "").lower(),
+            sender=storable_text(envelope_from or "").lower(),
             subject="",
             body="",
             received_at=received_at,
             raw=raw,
-            parse_error=f"{type(exc).__name__}: {exc}",
+            parse_error=storable_text(f"{type(exc).__name__}: {exc}"),
         )
+
+
+def storable_text(value: str) -> str:
+    """Text any database takes: no NUL (PostgreSQL refuses it), no lone surrogates."""
+    return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
+def _storable(msg: InboundMessage) -> InboundMessage:
+    return replace(
+        msg,
+        sender=storable_text(msg.sender),
+        sender_name=storable_text(msg.sender_name),
+        subject=storable_text(msg.subject),
+        body=storable_text(msg.body),
+        message_id=storable_text(msg.message_id) if msg.message_id else None,
+        in_reply_to=storable_text(msg.in_reply_to) if msg.in_reply_to else None,
+        references=tuple(storable_text(r) for r in msg.references),
+        automatic_reasons=tuple(storable_text(r) for r in msg.automatic_reasons),
+        attachments=tuple(
+            replace(
+                a, filename=storable_text(a.filename), content_type=storable_text(a.content_type)
+            )
+            for a in msg.attachments
+        ),
+    )
 
 
 def _from_message(
     msg: EmailMessage, raw: bytes, received_at: datetime, envelope_from: str | None
 ) -> InboundMessage:
     name, address = _sender(msg, envelope_from)
+    if "\ufffd" in name:
+        name = _clean_header(str(make_header(decode_header(_raw_header(raw, "From") or ""))))
+        name = getaddresses([name])[0][0] if name else ""
+    subject = _clean_header(_header(msg, "Subject"))
+    if "\ufffd" in subject:
+        subject = _clean_header(
+            str(make_header(decode_header(_raw_header(raw, "Subject") or subject)))
+        )
     message_id = _first_id(_header(msg, "Message-ID"))
+    body_part = msg.get_body(preferencelist=("plain", "html"))
     return InboundMessage(
         channel=Channel.EMAIL,
         sender=address,
         sender_name=name,
-        subject=_clean_header(_header(msg, "Subject")),
+        subject=subject,
         body=body_text(msg),
+        attachments=attachments(msg, body_part),
         received_at=received_at,
         raw=raw,
         message_id=message_id,
@@ -65,6 +102,51 @@ def _header(msg: Message, name: str) -> str:
     except Exception:  # a header the policy cannot parse: fall back to its raw text
         value = msg.get_all(name, [""])[0] if hasattr(msg, "get_all") else ""
     return str(value) if value is not None else ""
+
+
+def _raw_header(raw: bytes, name: str) -> str | None:
+    """A header straight from the bytes, for undeclared 8-bit text the parser gave up on:
+    UTF-8 if it decodes, else Windows-1252 (which also covers ISO-8859-1)."""
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    match = re.search(rb"^" + name.encode() + rb":[ \t]*(.*(?:\r?\n[ \t].*)*)", head, re.I | re.M)
+    if not match:
+        return None
+    value = re.sub(rb"\r?\n[ \t]+", b" ", match.group(1)).strip()
+    for charset in ("utf-8", "windows-1252"):
+        try:
+            return value.decode(charset)
+        except UnicodeDecodeError:
+            continue
+    return value.decode("latin-1")
+
+
+def attachments(msg: EmailMessage, body: Message | None) -> tuple[AttachedFile, ...]:
+    """Every file part (nested multiparts, forwarded mails, winmail.dat), with name and type."""
+    files: list[AttachedFile] = []
+    for part in msg.walk():
+        if part is body or (part.is_multipart() and part.get_content_type() != "message/rfc822"):
+            continue
+        ctype = part.get_content_type()
+        filename = part.get_filename()
+        disposition = part.get_content_disposition()
+        if ctype == "message/rfc822":
+            inner = part.get_payload()
+            first = inner[0] if isinstance(inner, list) and inner else None
+            data = first.as_bytes() if isinstance(first, Message) else b""
+            files.append(AttachedFile(filename or "weitergeleitet.eml", ctype, data))
+            continue
+        if not filename and disposition != "attachment" and ctype != "application/ms-tnef":
+            continue
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        files.append(
+            AttachedFile(
+                filename or ("winmail.dat" if ctype == "application/ms-tnef" else "anhang"),
+                ctype,
+                data,
+            )
+        )
+    return tuple(files)
 
 
 def _clean_header(value: str) -> str:

@@ -18,7 +18,12 @@ TOO_BIG = "552 5.3.4 Message too big for this system"
 
 
 class IntakeSMTP(SMTP):
-    """aiosmtpd's server with RFC 3463 enhanced status codes for oversized mail."""
+    """aiosmtpd's server with RFC 3463 enhanced status codes for oversized mail.
+
+    Lines longer than RFC 5321's 1,000 octets are accepted (as Postfix does): real mailers
+    send them, and refusing would lose the customer's mail rather than protect us."""
+
+    line_length_limit = 64 * 1024
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str) and status.startswith(
