@@ -108,6 +108,17 @@ class MailConfig(Section):
     from_address: str = "support@example.com"
     from_name: str = "OTRS-Support"
     max_attachment_bytes: int = Field(default=10 * 1024 * 1024, gt=0)  # larger: name and size only
+    # Automatic replies to one address: at most N within M minutes, each pair a sliding window
+    # (Zammad's limits over all tickets, and Znuny's 40 a day). A tripped limit logs an alert.
+    reply_limits: tuple[tuple[int, int], ...] = (
+        (10, 30),
+        (30, 60),
+        (60, 120),
+        (180, 240),
+        (600, 360),
+        (1440, 40),
+    )
+    failing_days: int = Field(default=60, ge=0)  # no replies to an address that bounced
 
     @property
     def domain(self) -> str:

@@ -110,6 +110,7 @@ class InboundMessage:
     automatic_reasons: tuple[str, ...] = ()  # why the message looks machine-generated
     parse_error: str | None = None  # set when the bytes could not be parsed
     attachments: tuple[AttachedFile, ...] = ()
+    bounced_recipients: tuple[str, ...] = ()  # permanent failures named in a delivery report
 
     @property
     def dedupe_key(self) -> str:

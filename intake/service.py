@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
@@ -152,6 +152,7 @@ class IntakeService:
                 customer_id=customer.id if customer else None,
                 contact_id=contact.id if contact else None,
                 contract_id=triage.contract.id if triage.contract else None,
+                refers_to_id=follow_up.id if follow_up is not None else None,
                 proposed_priority=triage.priority.value if triage.priority else None,
                 confidence=prediction.confidence if prediction else None,
                 needs_review=(prediction.needs_review if prediction else False)
@@ -166,6 +167,8 @@ class IntakeService:
         inbound = self._store_inbound(session, msg, ticket.id)
         session.add(_triage_record(ticket.id, inbound, triage))
         self._consume(session, ticket, triage)
+        if msg.bounced_recipients:
+            self._mark_failing(session, msg)
         if triage.outcome is Outcome.HELD and _possibly_critical(prediction):
             log.warning(
                 '{"event": "critical-request-held", "ticket": "%s", "sender": "%s"}',
@@ -205,6 +208,37 @@ class IntakeService:
                 )
             )
         return inbound
+
+    def _mark_failing(self, session: Session, msg: InboundMessage) -> None:
+        """A permanent bounce of one of our replies: stop mailing that contact for a while."""
+        for address in msg.bounced_recipients:
+            contact = store.find_contact(session, address)
+            if contact is None or not store.replied_to(session, address):
+                continue
+            contact.failing_since = msg.received_at
+            contact.failing_reason = f"Unzustellbar: {msg.subject}"[:2000]
+            log.warning('{"event": "address-failing", "address": "%s"}', address)
+
+    def _may_reply(
+        self, session: Session, address: str, contact: Contact | None, now: datetime
+    ) -> bool:
+        """No automatic reply to an address that bounced recently or that got too many already."""
+        mail = self.cfg.mail
+        failing = contact.failing_since if contact is not None else None
+        if failing is not None and now - failing < timedelta(days=mail.failing_days):
+            log.info('{"event": "reply-skipped", "address": "%s", "why": "bounced"}', address)
+            return False
+        for minutes, limit in mail.reply_limits:
+            sent = store.replies_since(session, address, now - timedelta(minutes=minutes))
+            if sent >= limit:
+                log.warning(
+                    '{"event": "reply-rate-limited", "address": "%s", "replies": %d, "minutes": %d}',
+                    address,
+                    sent,
+                    minutes,
+                )
+                return False
+        return True
 
     @staticmethod
     def _consume(session: Session, ticket: Ticket, triage: Triage) -> None:
@@ -291,6 +325,8 @@ class IntakeService:
     ) -> bool:
         kind = _reply_kind(triage, contact)
         if kind is None or not msg.sender or ticket.number is None:
+            return False
+        if not self._may_reply(session, msg.sender, contact, msg.received_at):
             return False
         contract = triage.contract
         priority = triage.priority

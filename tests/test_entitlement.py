@@ -316,3 +316,21 @@ def test_staff_can_set_what_a_points_ticket_costs_and_the_balance_follows(
             "x",
             AT,
         )
+
+
+def test_a_reply_to_a_closed_ticket_opens_a_new_one_that_refers_to_it(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    first = receive(service)
+    with sessions.begin() as session:
+        old = session.scalars(select(Ticket).where(Ticket.number == first.ticket_number)).one()
+        old.status = "closed"
+    again = receive(
+        service,
+        subject=f"Re: [Ticket#{first.ticket_number}] Frage zu Queues",
+        body="Das Problem ist wieder da.",
+    )
+    assert again.outcome is Outcome.ACCEPTED and again.ticket_number != first.ticket_number
+    with sessions() as session:
+        new = session.scalars(select(Ticket).where(Ticket.number == again.ticket_number)).one()
+        assert new.refers_to is not None and new.refers_to.number == first.ticket_number

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from classifier.model import PriorityModel
 from intake.config import Config
-from intake.db.tables import Message, OutboxItem, Ticket, TriageRecord
+from intake.db.tables import Contact, Message, OutboxItem, Ticket, TriageRecord
 from intake.domain import Outcome, Priority
 from intake.mail.parse import parse_email
 from intake.service import IntakeService
@@ -220,3 +221,49 @@ def test_attachments_are_stored_with_name_and_type(
     assert [(r[0], r[1], r[2], bytes(r[3])) for r in rows] == [
         ("daemon.log", "text/plain", 14, b"daemon stopped")
     ]
+
+
+def test_a_bounce_of_our_reply_marks_the_address_failing_and_stops_replies(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    receive(service, make_mail())  # we answer it@muster.example
+    dsn = (
+        (Path(__file__).parent / "mail" / "bounce-dsn.eml")
+        .read_bytes()
+        .replace(b"gone@muster.example", b"it@muster.example")
+    )
+    bounce = receive(service, dsn, envelope="")
+    assert bounce.outcome is Outcome.IGNORED
+    with sessions() as session:
+        contact = session.scalars(select(Contact).where(Contact.email == "it@muster.example")).one()
+        assert contact.failing_since is not None and "Undelivered" in (contact.failing_reason or "")
+    later = receive(service, make_mail(subject="Noch etwas", body="Wie exportiere ich Tickets?"))
+    assert later.outcome is Outcome.ACCEPTED and not later.reply_queued
+    assert count(sessions, "outbox") == 1
+
+
+def test_replies_to_one_address_are_rate_limited_with_an_alert(
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    model: PriorityModel,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limited = cfg.model_copy(
+        update={"mail": cfg.mail.model_copy(update={"reply_limits": ((10, 3),)})}
+    )
+    service = IntakeService(limited, sessions, model)
+    receipts = [
+        receive(
+            service,
+            make_mail(
+                sender="stranger@elsewhere.example", subject=f"Frage {i}", body=f"Frage Nummer {i}"
+            ),
+        )
+        for i in range(5)
+    ]
+    assert [r.reply_queued for r in receipts] == [True, True, True, False, False]
+    assert count(sessions, "tickets") == 5  # every message is still stored
+    assert any(
+        "reply-rate-limited" in r.message and "stranger@elsewhere.example" in r.message
+        for r in caplog.records
+    )

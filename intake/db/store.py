@@ -211,3 +211,28 @@ def add_ledger(session: Session, entry: LedgerEntry) -> LedgerEntry:
     session.add(entry)
     session.flush()
     return entry
+
+
+def replied_to(session: Session, address: str) -> bool:
+    """Whether we ever sent this address a message."""
+    return (
+        session.scalars(
+            select(Message.id)
+            .where(Message.direction == "out", Message.recipient == address)
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
+def replies_since(session: Session, address: str, since: datetime) -> int:
+    return int(
+        session.scalar(
+            select(func.count(Message.id)).where(
+                Message.direction == "out",
+                Message.recipient == address,
+                Message.created_at >= since,
+            )
+        )
+        or 0
+    )

@@ -73,6 +73,9 @@ class Contact(Base):
     email: Mapped[str | None] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(255), default="")
     language: Mapped[str] = mapped_column(String(8), default="de")
+    # Set by a permanent bounce of one of our replies: we stop mailing it for a while.
+    failing_since: Mapped[datetime | None]
+    failing_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
 
     customer: Mapped[Customer] = relationship(back_populates="contacts")
@@ -113,6 +116,8 @@ class Ticket(Base):
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
     contract_id: Mapped[int | None] = mapped_column(ForeignKey("contracts.id"))
+    # A message to a closed ticket opens a new one that refers to it.
+    refers_to_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     proposed_priority: Mapped[str | None] = mapped_column(String(16))
     confidence: Mapped[float | None] = mapped_column(Float)
     final_priority: Mapped[str | None] = mapped_column(String(16))
@@ -124,6 +129,7 @@ class Ticket(Base):
 
     customer: Mapped[Customer | None] = relationship()
     contract: Mapped[Contract | None] = relationship()
+    refers_to: Mapped[Ticket | None] = relationship(remote_side="Ticket.id")
     messages: Mapped[list[Message]] = relationship(
         back_populates="ticket", order_by="Message.id", foreign_keys="Message.ticket_id"
     )
@@ -134,6 +140,7 @@ class Message(Base):
     """Every inbound and outbound message; inbound mail keeps its raw bytes."""
 
     __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_recipient_created", "recipient", "created_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)

@@ -57,6 +57,7 @@ def _storable(msg: InboundMessage) -> InboundMessage:
         in_reply_to=storable_text(msg.in_reply_to) if msg.in_reply_to else None,
         references=tuple(storable_text(r) for r in msg.references),
         automatic_reasons=tuple(storable_text(r) for r in msg.automatic_reasons),
+        bounced_recipients=tuple(storable_text(r) for r in msg.bounced_recipients),
         attachments=tuple(
             replace(
                 a, filename=storable_text(a.filename), content_type=storable_text(a.content_type)
@@ -87,6 +88,7 @@ def _from_message(
         subject=subject,
         body=body_text(msg),
         attachments=attachments(msg, body_part),
+        bounced_recipients=bounced_recipients(msg),
         received_at=received_at,
         raw=raw,
         message_id=message_id,
@@ -118,6 +120,28 @@ def _raw_header(raw: bytes, name: str) -> str | None:
         except UnicodeDecodeError:
             continue
     return value.decode("latin-1")
+
+
+def bounced_recipients(msg: EmailMessage) -> tuple[str, ...]:
+    """Addresses a delivery report (RFC 3464, multipart/report) says failed permanently."""
+    if msg.get_content_type() != "multipart/report":
+        return ()
+    failed: list[str] = []
+    for part in msg.walk():
+        if part.get_content_type() != "message/delivery-status":
+            continue
+        blocks = part.get_payload()
+        for block in blocks if isinstance(blocks, list) else []:
+            if not isinstance(block, Message):
+                continue
+            action = str(block.get("Action", "")).strip().lower()
+            status = str(block.get("Status", "")).strip()
+            recipient = str(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
+            if action == "failed" or status.startswith("5"):
+                address = recipient.split(";", 1)[-1].strip().strip("<>").lower()
+                if "@" in address:
+                    failed.append(address)
+    return tuple(dict.fromkeys(failed))
 
 
 def attachments(msg: EmailMessage, body: Message | None) -> tuple[AttachedFile, ...]:
