@@ -61,16 +61,18 @@ def test_a_new_version_is_activated_only_if_it_is_not_worse(
     assert first.activated and first.reason == "no active model yet"
     registry = ModelRegistry(models)
     assert registry.active_version() == first.version
-    # A corpus whose labels were scrambled must not replace the active model.
-    scrambled = tmp_path / "scrambled"
-    scrambled.mkdir()
-    rows = [json.loads(line) for line in (small_corpus / "small.jsonl").read_text().splitlines()]
-    labels = [r["priority"] for r in rows]
-    random.Random(1).shuffle(labels)
-    for row, label in zip(rows, labels, strict=True):
-        row["priority"] = label
-    (scrambled / "s.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
-    second = train_version(scrambled, models)
+    # Careless corrections (critical outages "corrected" to Niedrig) must not replace it:
+    # the held-out rows still say what is right.
+    from dataclasses import replace as with_changes
+
+    examples = load_corpus(small_corpus)
+    wrong = [
+        with_changes(e, id=f"correction-{i}", priority=Priority.NIEDRIG)
+        for i, e in enumerate(
+            e for e in examples if e.priority is Priority.KRITISCH and not is_held_out(e.id)
+        )
+    ]
+    second = train_version(small_corpus, models, corrections=wrong)
     assert not second.activated and "worse" in second.reason
     assert registry.active_version() == first.version
     # Both versions are listed; switching back and forth works (rollback).
