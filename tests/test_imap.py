@@ -120,3 +120,36 @@ def test_with_a_done_folder_stored_mail_is_moved_there(
     mailbox.folder.set("Done")
     assert [m.subject for m in mailbox.fetch(AND(all=True), mark_seen=False)] == ["Frage"]
     assert count(sessions, "tickets") == 1
+
+
+def test_intake_serve_polls_the_mailbox_and_answers_within_seconds(
+    dovecot: Dovecot,
+    mailbox: MailBoxUnencrypted,
+    tmp_path,
+    db_url: str,
+    sessions: sessionmaker[Session],
+    model: PriorityModel,
+) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from tests.conftest import make_config
+    from tests.servers import AppThread, wait_for_files
+
+    cfg = make_config(
+        tmp_path,
+        db_url,
+        INTAKE_IMAP__ENABLED="true",
+        INTAKE_IMAP__HOST="127.0.0.1",
+        INTAKE_IMAP__PORT=str(dovecot.port),
+        INTAKE_IMAP__SECURITY="none",
+        INTAKE_IMAP__USERNAME=dovecot.user,
+        INTAKE_IMAP__PASSWORD=dovecot.password,
+        INTAKE_IMAP__POLL_SECONDS="30",
+    )
+    with AppThread(cfg, model):
+        time.sleep(0.5)  # the poller is idling now; new mail must wake it (IDLE), not the 30 s poll
+        mailbox.append(make_mail(subject="Über IMAP", body="Wie lege ich eine Queue an?"), "INBOX")
+        # Under the 5 s IDLE re-check and far under the 30 s poll: only IDLE can be this quick.
+        replies = wait_for_files(tmp_path / "maildir" / "new", 1, timeout=4)
+    assert len(replies) == 1
+    assert count(sessions, "tickets") == 1

@@ -25,6 +25,7 @@ from intake.mail.parse import parse_email
 from intake.service import IntakeService
 
 log = logging.getLogger("intake.imap")
+IDLE_RECHECK_SECONDS = 5.0  # how long one IDLE waits before the loop looks at `stop` again
 
 
 class ImapPoller:
@@ -56,15 +57,18 @@ class ImapPoller:
             yield box
 
     def poll_once(self) -> int:
-        """Store every new message of the folder; return how many were stored (new or not)."""
+        """Store every new message of the folder; return how many were taken (new or not)."""
         with self._mailbox() as box:
-            status = box.folder.status(self.cfg.folder, ["UIDVALIDITY"])
-            uidvalidity = int(status["UIDVALIDITY"])
-            known = self._known(uidvalidity)
-            pending = [uid for uid in box.uids("ALL") if int(uid) not in known]
-            for uid in pending:
-                self._take(box, uidvalidity, uid)
-            return len(pending)
+            return self._poll(box)
+
+    def _poll(self, box: BaseMailBox) -> int:
+        status = box.folder.status(self.cfg.folder, ["UIDVALIDITY"])
+        uidvalidity = int(status["UIDVALIDITY"])
+        known = self._known(uidvalidity)
+        pending = [uid for uid in box.uids("ALL") if int(uid) not in known]
+        for uid in pending:
+            self._take(box, uidvalidity, uid)
+        return len(pending)
 
     def _known(self, uidvalidity: int) -> set[int]:
         with self.sessions() as session:
@@ -106,12 +110,20 @@ class ImapPoller:
             pass  # another poller recorded it first
 
     def run(self, stop: threading.Event) -> None:
-        """Poll every poll_seconds until `stop` is set; a failed poll is logged and retried."""
+        """Poll until `stop` is set. Where the server offers IDLE it wakes on new mail; otherwise
+        it polls every poll_seconds. A failed connection is logged and retried."""
         while not stop.is_set():
             try:
-                self.poll_once()
+                with self._mailbox() as box:
+                    idle = "IDLE" in box.client.capabilities
+                    while not stop.is_set():
+                        self._poll(box)
+                        if idle:
+                            box.idle.wait(timeout=min(self.cfg.poll_seconds, IDLE_RECHECK_SECONDS))
+                        else:
+                            stop.wait(self.cfg.poll_seconds)
             except Exception:
                 log.exception(
                     "imap %s: poll failed; retrying in %.0f s", self.account, self.cfg.poll_seconds
                 )
-            stop.wait(self.cfg.poll_seconds)
+                stop.wait(self.cfg.poll_seconds)
