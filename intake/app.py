@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
+from collections.abc import Iterator
 
+import uvicorn
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
@@ -21,6 +24,7 @@ from intake.mail.imap import ImapPoller
 from intake.mail.smtp import IntakeHandler, smtp_factory
 from intake.outbox import OutboxSender, make_relay
 from intake.service import IntakeService
+from intake.web.app import create_app
 
 log = logging.getLogger("intake.app")
 
@@ -38,6 +42,14 @@ def check_migrated(engine: Engine, url: str) -> None:
             f"the database is at revision {current or 'none'}, the code needs {head}: "
             "run `intake db upgrade` first"
         )
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: `intake serve` owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class IntakeApp:
@@ -69,6 +81,8 @@ class IntakeApp:
             self._imap_thread = threading.Thread(
                 target=poller.run, args=(self._imap_stop,), name="imap-poller", daemon=True
             )
+        self._web: uvicorn.Server | None = None
+        self._web_task: asyncio.Task[None] | None = None
         self._server: asyncio.Server | None = None
         self._outbox_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -90,6 +104,19 @@ class IntakeApp:
         self._outbox_task = asyncio.create_task(self.outbox.run(self._stop, self._wake))
         if self._imap_thread is not None:
             self._imap_thread.start()
+        if self.cfg.web.enabled:
+            web = create_app(self.cfg, self.sessions, self.clock)
+            config = uvicorn.Config(
+                web,
+                host=self.cfg.web.host,
+                port=self.cfg.web.port,
+                log_level="warning",
+                lifespan="off",
+            )
+            self._web = QuietServer(config)
+            self._web_task = asyncio.create_task(self._web.serve())
+            while not self._web.started and not self._web_task.done():
+                await asyncio.sleep(0.02)
         log.info(
             '{"event": "started", "smtp": "%s:%s", "model": "%s"}',
             self.cfg.smtp.host,
@@ -102,8 +129,17 @@ class IntakeApp:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
 
+    @property
+    def web_port(self) -> int | None:
+        if self._web is None or not self._web.servers:
+            return None
+        return int(self._web.servers[0].sockets[0].getsockname()[1])
+
     async def stop(self) -> None:
         self._stop.set()
+        if self._web is not None and self._web_task is not None:
+            self._web.should_exit = True
+            await self._web_task
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

@@ -139,6 +139,13 @@ def _parser() -> argparse.ArgumentParser:
     activate.add_argument("version")
     activate.set_defaults(func=cmd_model_activate)
 
+    staff = commands.add_parser("staff", help="staff accounts for the web pages").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    add = staff.add_parser("add", help="create an account or set its password (prompt or stdin)")
+    add.add_argument("name")
+    add.set_defaults(func=cmd_staff_add)
+
     deadline = commands.add_parser("deadline", help="preview a response deadline")
     deadline.add_argument("--model", required=True, choices=[m.value for m in ContractModel])
     deadline.add_argument("--priority", required=True, choices=[p.value for p in Priority])
@@ -178,6 +185,12 @@ def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+        if app.web_port:
+            print(
+                f"intake: staff pages on http://{cfg.web.host}:{app.web_port}/",
+                file=sys.stderr,
+                flush=True,
+            )
         await stop.wait()
         await app.stop()
 
@@ -512,6 +525,38 @@ def cmd_model_activate(cfg: Config, args: argparse.Namespace) -> int:
         print(f"intake: {exc}", file=sys.stderr)
         return 1
     print(f"active model: {args.version} (running services pick it up when restarted)")
+    return 0
+
+
+def cmd_staff_add(cfg: Config, args: argparse.Namespace) -> int:
+    import getpass
+
+    from sqlalchemy import select
+
+    from intake.db.tables import Staff
+    from intake.web.auth import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"Passwort für {args.name}: ")
+        if getpass.getpass("Wiederholen: ") != password:
+            print("intake: the passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 10:
+        print("intake: the password needs at least 10 characters", file=sys.stderr)
+        return 1
+    sessions = make_sessions(make_engine(cfg.database.url))
+    with sessions.begin() as session:
+        account = session.scalars(select(Staff).where(Staff.name == args.name)).first()
+        if account is None:
+            session.add(
+                Staff(name=args.name, password_hash=hash_password(password), created_at=utcnow())
+            )
+            print(f"staff account {args.name} created")
+        else:
+            account.password_hash = hash_password(password)
+            print(f"password of {args.name} changed")
     return 0
 
 

@@ -28,7 +28,7 @@ ENV_PREFIX = "INTAKE_"
 GERMAN_STATES: tuple[str, ...] = tuple(holidays.list_supported_countries()["DE"])
 CONFIG_ENV = "INTAKE_CONFIG"
 # Keys that hold secrets: accepted only from the environment, never from a file.
-SECRET_KEYS = ("relay.password", "imap.password")
+SECRET_KEYS = ("relay.password", "imap.password", "web.secret_key")
 
 
 class ConfigError(Exception):
@@ -126,8 +126,16 @@ class MailConfig(Section):
 
 
 class WebConfig(Section):
+    enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # Signs the session cookies; from INTAKE_WEB__SECRET_KEY. Without it a random key is made
+    # at start (sessions end with a restart; several instances need the same key).
+    secret_key: SecretStr | None = None
+    secure_cookies: bool = False  # set true behind HTTPS
+    page_size: int = Field(default=50, ge=1, le=500)
+    login_attempts: int = Field(default=5, ge=1)  # failed logins per name and address ...
+    login_window_seconds: int = Field(default=300, ge=1)  # ... within this window
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

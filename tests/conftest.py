@@ -140,6 +140,7 @@ def make_config(tmp_path: Path, db_url: str, **overrides: str) -> Config:
         "INTAKE_SMTP__PORT": "0",
         "INTAKE_CLASSIFIER__MODELS_DIR": str(ROOT / "models"),
         "INTAKE_OUTBOX__POLL_SECONDS": "0.2",
+        "INTAKE_WEB__PORT": "0",
         **overrides,
     }
     return load_config(ROOT / "config.yaml", env)

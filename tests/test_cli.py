@@ -25,6 +25,7 @@ def environment(tmp_path: Path, db_url: str, port: int) -> dict[str, str]:
         **os.environ,
         "INTAKE_DATABASE__URL": db_url,
         "INTAKE_SMTP__PORT": str(port),
+        "INTAKE_WEB__PORT": "0",
         "INTAKE_RELAY__MAILDIR": str(tmp_path / "maildir"),
         "INTAKE_CLASSIFIER__MODELS_DIR": str(ROOT / "models"),
     }

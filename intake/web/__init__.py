@@ -1,0 +1,1 @@
+"""The staff pages: review queue, ticket detail, priority corrections, triage quality."""

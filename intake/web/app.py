@@ -1,0 +1,227 @@
+"""create_app(): the staff pages (FastAPI + Jinja2), German, behind a login."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.middleware.sessions import SessionMiddleware
+
+from intake.calendar import format_deadline
+from intake.clock import Clock, utcnow
+from intake.config import Config
+from intake.db import store
+from intake.domain import ContractModel, Priority
+from intake.replies import TEMPLATES_DIR
+from intake.staff import StaffActionRefused, correct_priority
+from intake.web import queries
+from intake.web.auth import LoginLimiter, check_login, new_token, same_token
+
+log = logging.getLogger("intake.web")
+
+REASONS = (
+    "Produktivsystem nicht betroffen",
+    "Workaround vorhanden",
+    "Kein Workaround",
+    "Mehr Benutzer betroffen als erkannt",
+    "Weniger Benutzer betroffen",
+    "Frage oder Wunsch, keine Störung",
+    "Vorschlag bestätigt",
+)
+
+
+def create_app(cfg: Config, sessions: sessionmaker[Session], clock: Clock = utcnow) -> FastAPI:
+    app = FastAPI(
+        title="Support intake – Mitarbeiter", docs_url=None, redoc_url=None, openapi_url=None
+    )
+    key = cfg.web.secret_key.get_secret_value() if cfg.web.secret_key else None
+    if key is None:
+        key = secrets.token_urlsafe(32)
+        log.warning("web.secret_key not set: sessions end when the service restarts")
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=key,
+        session_cookie="intake_session",
+        max_age=8 * 3600,
+        same_site="strict",
+        https_only=cfg.web.secure_cookies,
+    )
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True, undefined=StrictUndefined
+    )
+    env.filters["deadline"] = lambda d: format_deadline(d, cfg.zone) if d else "–"
+    env.filters["local"] = lambda d: d.astimezone(cfg.zone).strftime("%d.%m.%Y %H:%M") if d else "–"
+    templates = Jinja2Templates(env=env)
+    limiter = LoginLimiter(cfg.web.login_attempts, cfg.web.login_window_seconds)
+    calendars = queries.Calendars(cfg)
+
+    def page(request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+        values.setdefault("staff", request.session.get("staff"))
+        values.setdefault("csrf", request.session.get("csrf", ""))
+        return templates.TemplateResponse(
+            request, f"web/{name}.html.j2", values, status_code=status_code
+        )
+
+    def login_first(request: Request) -> RedirectResponse | None:
+        if request.session.get("staff"):
+            return None
+        target = urlencode({"next": request.url.path})
+        return RedirectResponse(f"/login?{target}", status_code=303)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        return response
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_form(request: Request, next: str = "/") -> HTMLResponse:
+        request.session.setdefault("csrf", new_token())
+        return page(request, "login", next=next if next.startswith("/") else "/", error=None)
+
+    @app.post("/login", response_model=None)
+    def login(
+        request: Request,
+        name: str = Form(...),
+        password: str = Form(...),
+        csrf: str = Form(""),
+        next: str = Form("/"),
+    ) -> Response:
+        if not same_token(request.session.get("csrf"), csrf):
+            return page(
+                request, "login", 403, next="/", error="Sitzung abgelaufen, bitte erneut anmelden."
+            )
+        peer = request.client.host if request.client else "?"
+        key = (name, peer)
+        if limiter.blocked(key):
+            return page(
+                request,
+                "login",
+                429,
+                next=next,
+                error="Zu viele Fehlversuche. Bitte später erneut versuchen.",
+            )
+        with sessions() as session:
+            ok = check_login(session, name, password)
+        if not ok:
+            limiter.failed(key)
+            log.info("failed login for %r from %s", name, peer)
+            return page(request, "login", 401, next=next, error="Name oder Passwort falsch.")
+        limiter.succeeded(key)
+        request.session.clear()  # a new session on login: nothing from before carries over
+        request.session.update(staff=name, csrf=new_token())
+        return RedirectResponse(next if next.startswith("/") else "/", status_code=303)
+
+    @app.post("/logout", response_model=None)
+    def logout(request: Request, csrf: str = Form("")) -> Response:
+        if same_token(request.session.get("csrf"), csrf):
+            request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    @app.get("/", response_class=HTMLResponse, response_model=None)
+    def review_queue(
+        request: Request,
+        priority: str | None = None,
+        customer: str | None = None,
+        status: str | None = None,
+        page_number: int = 1,
+    ) -> Response:
+        if (redirect := login_first(request)) is not None:
+            return redirect
+        flt = queries.QueueFilter(
+            priority or None, customer or None, status or None, max(page_number, 1)
+        )
+        with sessions() as session:
+            rows, total = queries.queue(session, cfg, calendars, flt, clock())
+            pages = max(1, -(-total // cfg.web.page_size))
+            return page(
+                request,
+                "queue",
+                rows=rows,
+                total=total,
+                flt=flt,
+                pages=pages,
+                priorities=[p.value for p in Priority],
+            )
+
+    @app.get("/tickets/{number}", response_class=HTMLResponse, response_model=None)
+    def ticket_page(request: Request, number: str, done: str | None = None) -> Response:
+        if (redirect := login_first(request)) is not None:
+            return redirect
+        with sessions() as session:
+            detail = queries.ticket_detail(session, number)
+            if detail is None:
+                return page(request, "missing", 404, number=number)
+            entitlement = None
+            contract = detail.ticket.contract
+            if contract is not None:
+                view = next(
+                    v
+                    for v in store.contract_views(session, contract.customer_id)
+                    if v.id == contract.id
+                )
+                entitlement = store.entitlement(session, view, clock().astimezone(cfg.zone).date())
+            share, state = queries.time_used(calendars, detail.ticket, clock())
+            return page(
+                request,
+                "ticket",
+                d=detail,
+                entitlement=entitlement,
+                share=share,
+                state=state,
+                priorities=[p.value for p in Priority],
+                reasons=REASONS,
+                done=done,
+                model_label=ContractModel(contract.model).label if contract else "–",
+            )
+
+    @app.post("/tickets/{number}/priority", response_model=None)
+    def correct(
+        request: Request,
+        number: str,
+        priority: str = Form(...),
+        reason: str = Form(...),
+        note: str = Form(""),
+        csrf: str = Form(""),
+    ) -> Response:
+        if (redirect := login_first(request)) is not None:
+            return redirect
+        if not same_token(request.session.get("csrf"), csrf):
+            return Response("Ungültiges Formular (CSRF).", status_code=403)
+        try:
+            chosen = Priority(priority)
+        except ValueError:
+            return Response("Unbekannte Priorität.", status_code=400)
+        why = f"{reason}: {note.strip()}" if note.strip() else reason
+        try:
+            with sessions.begin() as session:
+                correct_priority(
+                    session, cfg, number, chosen, request.session["staff"], why, clock()
+                )
+        except StaffActionRefused as exc:
+            return Response(str(exc), status_code=404)
+        return RedirectResponse(f"/tickets/{number}?done=1", status_code=303)
+
+    @app.get("/quality", response_class=HTMLResponse, response_model=None)
+    def quality_page(request: Request) -> Response:
+        if (redirect := login_first(request)) is not None:
+            return redirect
+        with sessions() as session:
+            versions, weeks = queries.quality(session)
+        return page(
+            request, "quality", versions=versions, weeks=weeks, labels=[p.value for p in Priority]
+        )
+
+    return app

@@ -1,0 +1,64 @@
+"""Staff passwords (argon2), login rate limiting and CSRF tokens."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections import defaultdict, deque
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from intake.db.tables import Staff
+
+HASHER = PasswordHasher()
+# Verifying against this keeps an unknown name as slow as a wrong password (no user probing).
+_DUMMY_HASH = HASHER.hash(secrets.token_hex(16))
+
+
+def hash_password(password: str) -> str:
+    return HASHER.hash(password)
+
+
+def check_login(session: Session, name: str, password: str) -> bool:
+    staff = session.scalars(select(Staff).where(Staff.name == name)).first()
+    try:
+        return (
+            HASHER.verify(staff.password_hash if staff else _DUMMY_HASH, password)
+            and staff is not None
+        )
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+class LoginLimiter:
+    """At most `attempts` failed logins per (name, address) within `window` seconds."""
+
+    def __init__(self, attempts: int, window: float) -> None:
+        self.attempts = attempts
+        self.window = window
+        self._failures: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+
+    def blocked(self, key: tuple[str, str], now: float | None = None) -> bool:
+        moment = time.monotonic() if now is None else now
+        failures = self._failures[key]
+        while failures and moment - failures[0] > self.window:
+            failures.popleft()
+        return len(failures) >= self.attempts
+
+    def failed(self, key: tuple[str, str], now: float | None = None) -> None:
+        self._failures[key].append(time.monotonic() if now is None else now)
+
+    def succeeded(self, key: tuple[str, str]) -> None:
+        self._failures.pop(key, None)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def same_token(expected: str | None, given: str | None) -> bool:
+    return bool(expected) and bool(given) and hmac.compare_digest(str(expected), str(given))
