@@ -422,28 +422,18 @@ def cmd_contracts_show(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
-    from classifier.corpus import CORPUS_DIR, Example
+    from classifier.corpus import Example
     from classifier.train import train_version
-    from intake.domain import Priority
-    from intake.language import guess_language
+    from intake.staff import training_corrections
 
     corrections: list[Example] = []
     if args.include_corrections:
         sessions = make_sessions(make_engine(cfg.database.url))
         with sessions() as session:
-            for ticket_id, subject, body, priority in store.corrected_requests(session):
-                corrections.append(
-                    Example(
-                        id=f"correction-{ticket_id}",
-                        lang=guess_language(f"{subject} {body}"),
-                        style="mail",
-                        subject=subject,
-                        body=body,
-                        priority=Priority(priority),
-                        hard_case=None,
-                    )
-                )
-    result = train_version(args.data or CORPUS_DIR, cfg.classifier.models_dir, corrections)
+            corrections = training_corrections(session)
+    result = train_version(
+        args.data or cfg.classifier.corpus_dir, cfg.classifier.models_dir, corrections
+    )
     held = result.held_out
     print(f"trained {result.version} ({len(corrections)} corrections) -> {result.path}")
     print(

@@ -244,6 +244,7 @@ class HolidayConfig(Section):
 
 class ClassifierConfig(Section):
     models_dir: Path = Path("models")  # model versions; the file ACTIVE names the one in use
+    corpus_dir: Path = Path("classifier/data/corpus")  # what `intake train` learns from
     review_below: float = Field(default=0.6, ge=0, le=1)
 
 

@@ -15,6 +15,8 @@ class ReplyKind(StrEnum):
     CONFIRMATION = "confirmation"  # covered: number, priority, deadline
     UNKNOWN_SENDER = "unknown_sender"  # held: please tell us your customer number
     NOT_COVERED = "not_covered"  # held: why not, and what the customer can do
+    UPDATE = "update"  # staff changed the priority: the new priority and deadline
+    REJECTED = "rejected"  # staff declined a held request, with their reason
 
 
 @dataclass(frozen=True)

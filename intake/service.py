@@ -41,7 +41,7 @@ from intake.domain import (
 )
 from intake.language import guess_language
 from intake.mail.compose import compose_reply
-from intake.replies import ReplyContext, ReplyKind, ReplyRenderer
+from intake.replies import Reply, ReplyContext, ReplyKind, ReplyRenderer
 from intake.rules.base import RuleContext, select_valid_contract
 from intake.rules.chain import default_chain, run_chain
 
@@ -354,43 +354,15 @@ class IntakeService:
                 **_balances(triage),
             )
         )
-        mail = self.cfg.mail
-        message_id, payload = compose_reply(
+        send_reply(
+            session,
+            self.cfg,
+            ticket,
             reply,
             to=msg.sender,
-            from_address=mail.from_address,
-            from_name=mail.from_name,
-            domain=mail.domain,
             now=msg.received_at,
-            zone=self.cfg.zone,
             in_reply_to=msg.message_id,
             references=msg.references,
-        )
-        outbound = Message(
-            ticket_id=ticket.id,
-            direction="out",
-            channel=msg.channel.value,
-            message_id_header=message_id,
-            sender=mail.from_address,
-            recipient=msg.sender,
-            subject=reply.subject,
-            body_text=reply.text,
-            raw=payload,
-            created_at=msg.received_at,
-        )
-        session.add(outbound)
-        session.flush()
-        store.enqueue(
-            session,
-            OutboxItem(
-                ticket_id=ticket.id,
-                message_id=outbound.id,
-                channel=msg.channel.value,
-                recipient=msg.sender,
-                payload=payload,
-                next_attempt_at=msg.received_at,
-                created_at=msg.received_at,
-            ),
         )
         return True
 
@@ -418,6 +390,58 @@ class IntakeService:
             "ms": round((time.perf_counter() - started) * 1000, 1),
         }
         log.info(json.dumps(record, ensure_ascii=False))
+
+
+def send_reply(
+    session: Session,
+    cfg: Config,
+    ticket: Ticket,
+    reply: Reply,
+    *,
+    to: str,
+    now: datetime,
+    in_reply_to: str | None = None,
+    references: tuple[str, ...] = (),
+) -> OutboxItem:
+    """Compose the reply mail, keep it as an outbound message and queue it in the outbox."""
+    mail = cfg.mail
+    message_id, payload = compose_reply(
+        reply,
+        to=to,
+        from_address=mail.from_address,
+        from_name=mail.from_name,
+        domain=mail.domain,
+        now=now,
+        zone=cfg.zone,
+        in_reply_to=in_reply_to,
+        references=references,
+    )
+    outbound = Message(
+        ticket_id=ticket.id,
+        direction="out",
+        channel=ticket.channel,
+        message_id_header=message_id,
+        sender=mail.from_address,
+        recipient=to,
+        subject=reply.subject,
+        body_text=reply.text,
+        raw=payload,
+        created_at=now,
+    )
+    session.add(outbound)
+    session.flush()
+    return store.enqueue(
+        session,
+        OutboxItem(
+            ticket_id=ticket.id,
+            message_id=outbound.id,
+            channel=ticket.channel,
+            recipient=to,
+            payload=payload,
+            next_attempt_at=now,
+            created_at=now,
+        ),
+    )
 
 
 def _reply_kind(triage: Triage, contact: Contact | None) -> ReplyKind | None:

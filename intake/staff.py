@@ -4,15 +4,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from intake.calendar import build_calendar
+from classifier.corpus import Example
+from intake.calendar import build_calendar, format_deadline
 from intake.config import Config
 from intake.db import store
-from intake.db.tables import Contract, Correction, LedgerEntry, Ticket, TriageRecord
+from intake.db.tables import (
+    Contact,
+    Contract,
+    Correction,
+    Customer,
+    LedgerEntry,
+    Ticket,
+    TriageRecord,
+)
 from intake.domain import ContractModel, Priority, contract_year
+from intake.language import guess_language
+from intake.replies import ReplyContext, ReplyKind, ReplyRenderer
+from intake.rules.base import select_valid_contract
+from intake.service import send_reply
 
 
 class StaffActionRefused(Exception):
@@ -81,10 +95,7 @@ def correct_priority(
     contract = session.get(Contract, ticket.contract_id) if ticket.contract_id else None
     if contract is not None and ticket.status == "open":
         model = ContractModel(contract.model)
-        terms = cfg.contracts[model]
-        customer = ticket.customer
-        calendar = build_calendar(cfg, terms.calendar, customer.state if customer else None)
-        ticket.deadline = calendar.add_business_hours(ticket.received_at, terms.response_hours[new])
+        ticket.deadline = _deadline(cfg, ticket, contract, new)
         if model is ContractModel.POINTS:
             reserved = -_net(session, ticket.id, "points")
             delta = reserved - cfg.points_catalogue[new]
@@ -104,6 +115,145 @@ def correct_priority(
                 )
     session.flush()
     return CorrectionResult(number, old, new, ticket.deadline, delta)
+
+
+def _deadline(cfg: Config, ticket: Ticket, contract: Contract, priority: Priority) -> datetime:
+    terms = cfg.contracts[ContractModel(contract.model)]
+    customer = ticket.customer
+    calendar = build_calendar(cfg, terms.calendar, customer.state if customer else None)
+    return calendar.add_business_hours(ticket.received_at, terms.response_hours[priority])
+
+
+def _reply_context(ticket: Ticket, kind: ReplyKind, cfg: Config, **values: Any) -> ReplyContext:
+    contact = ticket.contact
+    contract = ticket.contract
+    language = ticket.language if ticket.language in ("de", "en") else "de"
+    current = ticket.final_priority or ticket.proposed_priority
+    priority = Priority(current) if current else None
+    return ReplyContext(
+        kind=kind,
+        language=language,
+        ticket_number=ticket.number or "",
+        subject=ticket.subject,
+        sender=ticket.sender,
+        contact_name=contact.name if contact else "",
+        contract_title=ContractModel(contract.model).label if contract else "",
+        priority=(priority.english if language == "en" else priority.value) if priority else "",
+        deadline_text=format_deadline(ticket.deadline, cfg.zone, language)
+        if ticket.deadline
+        else "",
+        commitment=bool(contract and ContractModel(contract.model).is_commitment),
+        **values,
+    )
+
+
+def _answer(
+    session: Session, cfg: Config, ticket: Ticket, context: ReplyContext, now: datetime
+) -> bool:
+    if "@" not in ticket.sender:
+        return False
+    first = next((m for m in ticket.messages if m.direction == "in"), None)
+    send_reply(
+        session,
+        cfg,
+        ticket,
+        ReplyRenderer().render(context),
+        to=ticket.sender,
+        now=now,
+        in_reply_to=first.message_id_header if first else None,
+    )
+    return True
+
+
+def notify_priority(session: Session, cfg: Config, number: str, now: datetime) -> bool:
+    """Tell the customer the decided priority and the new deadline."""
+    ticket = _ticket(session, number)
+    return _answer(session, cfg, ticket, _reply_context(ticket, ReplyKind.UPDATE, cfg), now)
+
+
+def accept_held(session: Session, cfg: Config, number: str, staff: str, now: datetime) -> Ticket:
+    """Staff take a held request on: it opens, gets its deadline and consumes like any other."""
+    ticket = _ticket(session, number)
+    if ticket.status != "held":
+        raise StaffActionRefused(f"ticket {number} is not held")
+    ticket.status = "open"
+    ticket.outcome = "accepted"
+    ticket.needs_review = False
+    current = ticket.final_priority or ticket.proposed_priority
+    contract = session.get(Contract, ticket.contract_id) if ticket.contract_id else None
+    if contract is not None and current:
+        priority = Priority(current)
+        ticket.deadline = _deadline(cfg, ticket, contract, priority)
+        model = ContractModel(contract.model)
+        kind = (
+            "points"
+            if model is ContractModel.POINTS
+            else "request"
+            if contract.quota is not None
+            else None
+        )
+        if kind is not None:
+            store.add_ledger(
+                session,
+                LedgerEntry(
+                    contract_id=contract.id,
+                    ticket_id=ticket.id,
+                    kind=kind,
+                    amount=-(cfg.points_catalogue[priority] if kind == "points" else 1),
+                    contract_year=contract_year(
+                        contract.start, ticket.received_at.astimezone(cfg.zone).date()
+                    ),
+                    staff=staff,
+                    reason="Von Mitarbeitern angenommen",
+                    created_at=now,
+                ),
+            )
+    session.flush()
+    return ticket
+
+
+def reject_held(
+    session: Session, cfg: Config, number: str, staff: str, reason: str, now: datetime
+) -> bool:
+    """Staff decline a held request; the customer gets the templated answer with the reason."""
+    ticket = _ticket(session, number)
+    if ticket.status != "held":
+        raise StaffActionRefused(f"ticket {number} is not held")
+    ticket.status = "closed"
+    ticket.needs_review = False
+    context = _reply_context(ticket, ReplyKind.REJECTED, cfg, reasons=(reason,) if reason else ())
+    return _answer(session, cfg, ticket, context, now)
+
+
+def assign_held(
+    session: Session, cfg: Config, number: str, customer_number: str, staff: str, now: datetime
+) -> Ticket:
+    """Give a held request from an unknown address to a customer, remember the address as their
+    contact, and accept it under the contract valid on the day it came in."""
+    ticket = _ticket(session, number)
+    customer = session.scalars(select(Customer).where(Customer.number == customer_number)).first()
+    if customer is None:
+        raise StaffActionRefused(f"no customer {customer_number}")
+    if ticket.status != "held":
+        raise StaffActionRefused(f"ticket {number} is not held")
+    ticket.customer_id = customer.id
+    if "@" in ticket.sender and store.find_contact(session, ticket.sender) is None:
+        contact = Contact(
+            customer_id=customer.id,
+            email=ticket.sender.lower(),
+            name="",
+            language=ticket.language,
+            created_at=now,
+        )
+        session.add(contact)
+        session.flush()
+        ticket.contact_id = contact.id
+    day = ticket.received_at.astimezone(cfg.zone).date()
+    valid = select_valid_contract(tuple(store.contract_views(session, customer.id)), day)
+    ticket.contract_id = valid.id if valid else None
+    session.flush()
+    session.refresh(ticket)
+    return accept_held(session, cfg, number, staff, now)
 
 
 def refund(session: Session, number: str, staff: str, reason: str, now: datetime) -> float:
@@ -186,3 +336,19 @@ def book_hours(
             created_at=now,
         ),
     )
+
+
+def training_corrections(session: Session) -> list[Example]:
+    """Every ticket whose priority staff decided, as a training example (latest decision)."""
+    return [
+        Example(
+            id=f"correction-{ticket_id}",
+            lang=guess_language(f"{subject} {body}"),
+            style="mail",
+            subject=subject,
+            body=body,
+            priority=Priority(priority),
+            hard_case=None,
+        )
+        for ticket_id, subject, body, priority in store.corrected_requests(session)
+    ]

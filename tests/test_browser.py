@@ -38,10 +38,8 @@ OUTPUT = ROOT / "test-output"
 def test_a_staff_member_corrects_a_priority_and_sees_the_new_deadline(
     cfg: Config, sessions: sessionmaker[Session], model: PriorityModel, db_url: str
 ) -> None:
-    if (
-        not Path(CHROMIUM).exists()
-        or (shutil.which("chromium") is None
-        and not os.environ.get("CHROMIUM"))
+    if not Path(CHROMIUM).exists() or (
+        shutil.which("chromium") is None and not os.environ.get("CHROMIUM")
     ):
         missing_service(
             "chromium is not installed (`make test` installs it: scripts/test-services.sh)"

@@ -28,7 +28,7 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if line.strip()
     ]
     random.Random(5).shuffle(rows)
-    picked = [r for p in Priority for r in rows if r["priority"] == p.value][:0]
+    picked: list[dict[str, str]] = []
     for p in Priority:
         picked += [r for r in rows if r["priority"] == p.value][:90]
     directory = tmp_path_factory.mktemp("corpus")

@@ -128,6 +128,7 @@ class Ticket(Base):
     created_at: Mapped[datetime]
 
     customer: Mapped[Customer | None] = relationship()
+    contact: Mapped[Contact | None] = relationship()
     contract: Mapped[Contract | None] = relationship()
     refers_to: Mapped[Ticket | None] = relationship(remote_side="Ticket.id")
     messages: Mapped[list[Message]] = relationship(

@@ -14,13 +14,23 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.middleware.sessions import SessionMiddleware
 
+from classifier.registry import ModelRegistry
+from classifier.train import train_version
 from intake.calendar import format_deadline
 from intake.clock import Clock, utcnow
 from intake.config import Config
 from intake.db import store
 from intake.domain import ContractModel, Priority
 from intake.replies import TEMPLATES_DIR
-from intake.staff import StaffActionRefused, correct_priority
+from intake.staff import (
+    StaffActionRefused,
+    accept_held,
+    assign_held,
+    correct_priority,
+    notify_priority,
+    reject_held,
+    training_corrections,
+)
 from intake.web import queries
 from intake.web.auth import LoginLimiter, check_login, new_token, same_token
 
@@ -194,6 +204,7 @@ def create_app(cfg: Config, sessions: sessionmaker[Session], clock: Clock = utcn
         priority: str = Form(...),
         reason: str = Form(...),
         note: str = Form(""),
+        notify: str = Form(""),
         csrf: str = Form(""),
     ) -> Response:
         if (redirect := login_first(request)) is not None:
@@ -210,18 +221,73 @@ def create_app(cfg: Config, sessions: sessionmaker[Session], clock: Clock = utcn
                 correct_priority(
                     session, cfg, number, chosen, request.session["staff"], why, clock()
                 )
+                if notify:
+                    notify_priority(session, cfg, number, clock())
         except StaffActionRefused as exc:
             return Response(str(exc), status_code=404)
         return RedirectResponse(f"/tickets/{number}?done=1", status_code=303)
+
+    @app.post("/tickets/{number}/held", response_model=None)
+    def decide_held(
+        request: Request,
+        number: str,
+        action: str = Form(...),
+        reason: str = Form(""),
+        customer: str = Form(""),
+        csrf: str = Form(""),
+    ) -> Response:
+        """Accept, reject (with a templated answer) or assign a held request."""
+        if (redirect := login_first(request)) is not None:
+            return redirect
+        if not same_token(request.session.get("csrf"), csrf):
+            return Response("Ungültiges Formular (CSRF).", status_code=403)
+        staff = request.session["staff"]
+        try:
+            with sessions.begin() as session:
+                if action == "accept":
+                    accept_held(session, cfg, number, staff, clock())
+                elif action == "reject":
+                    reject_held(session, cfg, number, staff, reason.strip(), clock())
+                elif action == "assign":
+                    assign_held(session, cfg, number, customer.strip(), staff, clock())
+                else:
+                    return Response("Unbekannte Aktion.", status_code=400)
+        except StaffActionRefused as exc:
+            return Response(str(exc), status_code=409)
+        return RedirectResponse(f"/tickets/{number}?done=1", status_code=303)
+
+    def quality_view(request: Request, trained: Any = None) -> HTMLResponse:
+        with sessions() as session:
+            versions, weeks = queries.quality(session)
+        registry = ModelRegistry(cfg.classifier.models_dir)
+        return page(
+            request,
+            "quality",
+            versions=versions,
+            weeks=weeks,
+            labels=[p.value for p in Priority],
+            trained=trained,
+            models=registry.versions(),
+            active=registry.active_version(),
+        )
 
     @app.get("/quality", response_class=HTMLResponse, response_model=None)
     def quality_page(request: Request) -> Response:
         if (redirect := login_first(request)) is not None:
             return redirect
+        return quality_view(request)
+
+    @app.post("/quality/train", response_model=None)
+    def train_and_compare(request: Request, csrf: str = Form("")) -> Response:
+        """Train on the corpus plus staff decisions; the gate of `intake train` decides."""
+        if (redirect := login_first(request)) is not None:
+            return redirect
+        if not same_token(request.session.get("csrf"), csrf):
+            return Response("Ungültiges Formular (CSRF).", status_code=403)
         with sessions() as session:
-            versions, weeks = queries.quality(session)
-        return page(
-            request, "quality", versions=versions, weeks=weeks, labels=[p.value for p in Priority]
-        )
+            corrections = training_corrections(session)
+        result = train_version(cfg.classifier.corpus_dir, cfg.classifier.models_dir, corrections)
+        log.info("staff %s trained %s: %s", request.session["staff"], result.version, result.reason)
+        return quality_view(request, trained=result)
 
     return app
