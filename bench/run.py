@@ -138,6 +138,7 @@ def intake_server(
                     "INTAKE_DATABASE__URL": url,
                     "INTAKE_SMTP__PORT": "0",
                     "INTAKE_RELAY__MAILDIR": f"{tmp}/maildir",
+                    "INTAKE_WEB__ENABLED": "false",
                     "INTAKE_LOG_LEVEL": "WARNING",
                 },
             )
