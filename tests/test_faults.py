@@ -1,0 +1,107 @@
+"""Faults with real processes: kill -9 in the middle of a burst loses and doubles nothing."""
+
+from __future__ import annotations
+
+import signal
+import smtplib
+import subprocess
+import threading
+import time
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from intake.db.engine import make_engine, make_sessions
+from tests.conftest import ROOT, free_port
+from tests.factories import make_mail
+from tests.test_cli import INTAKE, environment, intake, wait_for_port
+
+
+def burst(
+    port: int, mails: list[bytes], accepted: dict[int, str], stop_after: threading.Event
+) -> None:
+    for i, raw in enumerate(mails):
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                if client.sendmail("it@muster.example", ["support@example.com"], raw) == {}:
+                    accepted[i] = "250"
+        except (smtplib.SMTPException, OSError):
+            if stop_after.is_set():
+                return
+
+
+@pytest.mark.slow
+def test_kill_9_mid_burst_every_accepted_mail_has_one_ticket_and_one_reply(
+    tmp_path: Path, db_url: str
+) -> None:
+    port = free_port()
+    env = environment(tmp_path, db_url, port) | {
+        "INTAKE_OUTBOX__LEASE_SECONDS": "1",
+        "INTAKE_OUTBOX__POLL_SECONDS": "0.2",
+        "INTAKE_MAIL__REPLY_LIMITS": "[[10, 1000]]",  # 60 replies to one address are intended here
+    }
+    assert (
+        intake(env, "customers", "import", str(ROOT / "examples" / "customers.yaml")).returncode
+        == 0
+    )
+    mails = [
+        make_mail(
+            subject=f"Frage {i}",
+            body=f"Wie richte ich Queue {i} ein?",
+            message_id=f"<burst-{i}@muster.example>",
+        )
+        for i in range(60)
+    ]
+    accepted: dict[int, str] = {}
+    killed = threading.Event()
+    proc = subprocess.Popen([*INTAKE, "serve"], env=env, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc)
+        # Three concurrent senders; each records which of its mails got a 250.
+        results: list[dict[int, str]] = [{}, {}, {}]
+        senders = [
+            threading.Thread(target=burst, args=(port, mails[k::3], results[k], killed))
+            for k in range(3)
+        ]
+        for s in senders:
+            s.start()
+        while sum(len(r) for r in results) < 15:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        killed.set()
+        proc.wait(10)
+        for s in senders:
+            s.join(30)
+        for k, r in enumerate(results):
+            for j in r:
+                accepted[k + 3 * j] = "250"
+        assert 15 <= len(accepted) < len(mails)
+        # The restarted service takes the rest; senders retry what got no 250.
+        proc = subprocess.Popen([*INTAKE, "serve"], env=env, stderr=subprocess.DEVNULL)
+        wait_for_port(port, proc)
+        for i, raw in enumerate(mails):
+            if i not in accepted:
+                with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+                    assert client.sendmail("it@muster.example", ["support@example.com"], raw) == {}
+        deadline = time.monotonic() + 20
+        maildir = tmp_path / "maildir" / "new"
+        while time.monotonic() < deadline and len(list(maildir.glob("*"))) < len(mails):
+            time.sleep(0.2)
+        time.sleep(2)  # a lease running out must not send a second copy
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+    sessions = make_sessions(make_engine(db_url))
+    with sessions() as session:
+        tickets = session.execute(text("select count(*) from tickets")).scalar_one()
+        sent = session.execute(
+            text("select count(*) from outbox where status = 'sent'")
+        ).scalar_one()
+    assert tickets == len(mails) and sent == len(mails)
+    subjects = sorted(
+        message_from_bytes(p.read_bytes(), policy=policy.default)["Subject"]
+        for p in maildir.glob("*")
+    )
+    assert len(subjects) == len(mails) == len(set(subjects)), "a reply is missing or was sent twice"
