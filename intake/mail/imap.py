@@ -8,13 +8,14 @@ of a batch or a UIDVALIDITY change re-fetches at most, and never doubles a ticke
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from imap_tools import BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted, MailMessageFlags
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -111,19 +112,48 @@ class ImapPoller:
 
     def run(self, stop: threading.Event) -> None:
         """Poll until `stop` is set. Where the server offers IDLE it wakes on new mail; otherwise
-        it polls every poll_seconds. A failed connection is logged and retried."""
+        it polls every poll_seconds. A failed connection is logged and retried. With several
+        instances on PostgreSQL only the one holding the mailbox's advisory lock polls; when it
+        dies its connection closes, the lock goes, and another takes over."""
         while not stop.is_set():
             try:
-                with self._mailbox() as box:
-                    idle = "IDLE" in box.client.capabilities
-                    while not stop.is_set():
-                        self._poll(box)
-                        if idle:
-                            box.idle.wait(timeout=min(self.cfg.poll_seconds, IDLE_RECHECK_SECONDS))
-                        else:
-                            stop.wait(self.cfg.poll_seconds)
+                with leadership(self.sessions, f"imap:{self.account}") as leader:
+                    if not leader:
+                        stop.wait(self.cfg.poll_seconds)
+                        continue
+                    self._serve_mailbox(stop)
             except Exception:
                 log.exception(
                     "imap %s: poll failed; retrying in %.0f s", self.account, self.cfg.poll_seconds
                 )
                 stop.wait(self.cfg.poll_seconds)
+
+    def _serve_mailbox(self, stop: threading.Event) -> None:
+        with self._mailbox() as box:
+            idle = "IDLE" in box.client.capabilities
+            while not stop.is_set():
+                self._poll(box)
+                if idle:
+                    box.idle.wait(timeout=min(self.cfg.poll_seconds, IDLE_RECHECK_SECONDS))
+                else:
+                    stop.wait(self.cfg.poll_seconds)
+
+
+@contextmanager
+def leadership(sessions: sessionmaker[Session], name: str) -> Iterator[bool]:
+    """Whether this process may do `name` now: a PostgreSQL session-level advisory lock, held for
+    as long as the block runs (SQLite serves a single instance: always yes)."""
+    engine = sessions.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    with engine.connect() as connection:
+        held = bool(connection.execute(select(func.pg_try_advisory_lock(key))).scalar())
+        connection.commit()
+        try:
+            yield held
+        finally:
+            if held:
+                connection.execute(select(func.pg_advisory_unlock(key)))
+                connection.commit()

@@ -1,0 +1,116 @@
+"""Two `intake serve` processes on one PostgreSQL database share the work without doubling it."""
+
+from __future__ import annotations
+
+import signal
+import smtplib
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from imap_tools import MailBoxUnencrypted
+from sqlalchemy import text
+
+from intake.db.engine import make_engine, make_sessions
+from intake.db.migrate import upgrade
+from tests.conftest import ROOT, Dovecot, create_pg_database, drop_pg_database, free_port
+from tests.factories import make_mail
+from tests.test_cli import INTAKE, environment, intake, wait_for_port
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """Several instances share a PostgreSQL database (SQLite serves one instance)."""
+    name = create_pg_database(pg_server)
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        drop_pg_database(pg_server, name)
+
+
+@pytest.mark.slow
+def test_two_instances_make_one_ticket_and_one_reply_per_mail(
+    tmp_path: Path, pg_url: str, dovecot: Dovecot
+) -> None:
+    db_url = pg_url
+    with MailBoxUnencrypted("127.0.0.1", dovecot.port).login(dovecot.user, dovecot.password) as box:
+        if uids := box.uids("ALL"):
+            box.delete(uids)
+        for i in range(10):
+            box.append(
+                make_mail(subject=f"Per IMAP {i}", body=f"Wie exportiere ich Bericht {i}?"), "INBOX"
+            )
+    ports = [free_port(), free_port()]
+    imap = {
+        "INTAKE_IMAP__ENABLED": "true",
+        "INTAKE_IMAP__HOST": "127.0.0.1",
+        "INTAKE_IMAP__PORT": str(dovecot.port),
+        "INTAKE_IMAP__SECURITY": "none",
+        "INTAKE_IMAP__USERNAME": dovecot.user,
+        "INTAKE_IMAP__PASSWORD": dovecot.password,
+        "INTAKE_IMAP__POLL_SECONDS": "0.5",
+        "INTAKE_MAIL__REPLY_LIMITS": "[[10, 1000]]",
+    }
+    envs = [environment(tmp_path, db_url, port) | imap for port in ports]
+    assert (
+        intake(envs[0], "customers", "import", str(ROOT / "examples" / "customers.yaml")).returncode
+        == 0
+    )
+    logs = [tmp_path / f"instance-{i}.log" for i in range(2)]
+    procs = [
+        subprocess.Popen([*INTAKE, "serve"], env=env, stderr=log.open("w"))
+        for env, log in zip(envs, logs, strict=True)
+    ]
+    mails = [
+        make_mail(
+            subject=f"Per SMTP {i}",
+            body=f"Wie lege ich Queue {i} an?",
+            message_id=f"<two-{i}@muster.example>",
+        )
+        for i in range(30)
+    ]
+    try:
+        for port, proc in zip(ports, procs, strict=True):
+            wait_for_port(port, proc)
+
+        def deliver(port: int) -> None:  # every mail reaches both instances, as after an MX retry
+            for raw in mails:
+                with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+                    assert client.sendmail("it@muster.example", ["support@example.com"], raw) == {}
+
+        senders = [threading.Thread(target=deliver, args=(port,)) for port in ports]
+        for s in senders:
+            s.start()
+        for s in senders:
+            s.join(120)
+        sessions = make_sessions(make_engine(db_url))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with sessions() as session:
+                sent = session.execute(
+                    text("select count(*) from outbox where status = 'sent'")
+                ).scalar_one()
+            if sent >= 40:
+                break
+            time.sleep(0.3)
+        time.sleep(1)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(30)
+    with sessions() as session:
+        numbers = [n for (n,) in session.execute(text("select number from tickets"))]
+        outbox = session.execute(
+            text("select count(*), count(distinct message_id) from outbox")
+        ).one()
+    assert len(numbers) == 40 and len(set(numbers)) == 40  # 30 by SMTP (each twice) + 10 by IMAP
+    assert tuple(outbox) == (40, 40)
+    assert len(list((tmp_path / "maildir" / "new").glob("*"))) == 40
+    polled = [log.read_text().count("-> ticket") for log in logs]
+    assert sorted(polled) == [0, 10], f"both instances polled the mailbox: {polled}"
