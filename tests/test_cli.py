@@ -124,3 +124,33 @@ def test_classify_reads_json_lines_and_explains(tmp_path: Path) -> None:
     assert [r["priority"] for r in rows] == ["Kritisch", "Niedrig"]
     assert set(rows[0]["probabilities"]) == {"Kritisch", "Hoch", "Mittel", "Niedrig"}
     assert "Kein Workaround" in rows[0]["explanation"]["criteria"]
+
+
+@pytest.mark.slow
+def test_secrets_never_appear_in_the_log(tmp_path: Path, db_url: str) -> None:
+    port = free_port()
+    secret = "Sehr-geheimes-Relaispasswort-42"
+    env = environment(tmp_path, db_url, port) | {
+        "INTAKE_RELAY__MODE": "smtp",
+        "INTAKE_RELAY__HOST": "127.0.0.1",
+        "INTAKE_RELAY__PORT": str(free_port()),  # nothing listens: the relay fails and is logged
+        "INTAKE_RELAY__USERNAME": "intake",
+        "INTAKE_RELAY__PASSWORD": secret,
+        "INTAKE_WEB__SECRET_KEY": "another-" + secret,
+        "INTAKE_LOG_LEVEL": "DEBUG",
+    }
+    assert (
+        intake(env, "customers", "import", str(ROOT / "examples" / "customers.yaml")).returncode
+        == 0
+    )
+    proc = subprocess.Popen([*INTAKE, "serve"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port, proc)
+        assert send(port, make_mail())[0] == 250
+        time.sleep(1.5)  # the outbox tries the relay and logs the failure
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+    log = proc.stderr.read() if proc.stderr else ""
+    assert "outbox" in log and "retry" in log
+    assert secret not in log
