@@ -97,22 +97,15 @@ def correct_priority(
         model = ContractModel(contract.model)
         ticket.deadline = _deadline(cfg, ticket, contract, new)
         if model is ContractModel.POINTS:
-            reserved = -_net(session, ticket.id, "points")
-            delta = reserved - cfg.points_catalogue[new]
-            if delta:
-                store.add_ledger(
-                    session,
-                    LedgerEntry(
-                        contract_id=contract.id,
-                        ticket_id=ticket.id,
-                        kind="points",
-                        amount=delta,
-                        contract_year=0,
-                        staff=staff,
-                        reason=f"Priorität {old} → {new}: Reservierung angepasst ({reason})",
-                        created_at=now,
-                    ),
-                )
+            delta = _reserve_points(
+                session,
+                ticket,
+                contract,
+                cfg.points_catalogue[new],
+                staff,
+                f"Priorität {old} → {new}: Reservierung angepasst ({reason})",
+                now,
+            )
     session.flush()
     return CorrectionResult(number, old, new, ticket.deadline, delta)
 
@@ -299,6 +292,27 @@ def set_points(
         raise StaffActionRefused(f"ticket {number} is not billed against a points account")
     if points < 0:
         raise StaffActionRefused("a debit cannot be negative; use a refund")
+    return _reserve_points(
+        session,
+        ticket,
+        contract,
+        points,
+        staff,
+        f"Abbuchung auf {points} Punkte gesetzt: {reason}",
+        now,
+    )
+
+
+def _reserve_points(
+    session: Session,
+    ticket: Ticket,
+    contract: Contract,
+    points: int,
+    staff: str,
+    reason: str,
+    now: datetime,
+) -> float:
+    """Make the ticket's net points debit `points`: one ledger entry for the difference."""
     delta = -_net(session, ticket.id, "points") - points
     if delta:
         store.add_ledger(
@@ -310,7 +324,7 @@ def set_points(
                 amount=delta,
                 contract_year=0,
                 staff=staff,
-                reason=f"Abbuchung auf {points} Punkte gesetzt: {reason}",
+                reason=reason,
                 created_at=now,
             ),
         )

@@ -1,0 +1,82 @@
+"""Migrations carry an installation's data forward, not only an empty database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from intake.db.engine import make_engine
+from intake.db.migrate import upgrade
+from tests.conftest import create_pg_database, drop_pg_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    admin = request.getfixturevalue("pg_server")
+    name = create_pg_database(admin)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        drop_pg_database(admin, name)
+
+
+def test_a_version_1_database_with_tickets_upgrades_to_head_with_everything_kept(
+    empty_url: str,
+) -> None:
+    upgrade(empty_url, "0001")
+    engine = make_engine(empty_url)
+    now = "2026-11-27 09:00:00"
+    with engine.begin() as c:
+        c.execute(
+            text("insert into customers (number, name, created_at) values ('K-1', 'Alt GmbH', :n)"),
+            {"n": now},
+        )
+        c.execute(
+            text(
+                "insert into contacts (customer_id, email, name, language, created_at) values (1, 'a@alt.example', 'A', 'de', :n)"
+            ),
+            {"n": now},
+        )
+        c.execute(
+            text(
+                "insert into tickets (number, channel, subject, status, outcome, sender, customer_id, contact_id, "
+                "needs_review, language, received_at, created_at) values "
+                "('2026112710000001', 'email', 'Alt', 'open', 'accepted', 'a@alt.example', 1, 1, false, 'de', :n, :n)"
+            ),
+            {"n": now},
+        )
+        c.execute(
+            text(
+                "insert into messages (ticket_id, direction, channel, dedupe_key, sender, recipient, subject, body_text, "
+                "automatic_reasons, created_at) values (1, 'in', 'email', 'mid:<alt@x>', 'a@alt.example', '', 'Alt', 'Text', '[]', :n)"
+            ),
+            {"n": now},
+        )
+        c.execute(
+            text(
+                "insert into triage_records (ticket_id, message_id, outcome, probabilities, explanation, verdicts, created_at) "
+                "values (1, 1, 'accepted', '{}', '{}', '[]', :n)"
+            ),
+            {"n": now},
+        )
+    engine.dispose()
+    upgrade(empty_url)
+    engine = make_engine(empty_url)
+    with engine.connect() as c:
+        assert c.execute(text("select number, subject, refers_to_id from tickets")).one() == (
+            "2026112710000001",
+            "Alt",
+            None,
+        )
+        assert c.execute(text("select count(*) from messages")).scalar_one() == 1
+        assert c.execute(text("select count(*) from triage_records")).scalar_one() == 1
+        assert c.execute(text("select failing_since from contacts")).scalar_one() is None
+        if engine.dialect.name == "sqlite":
+            assert c.execute(text("pragma foreign_key_check")).all() == []
+    engine.dispose()
