@@ -105,3 +105,62 @@ def test_kill_9_mid_burst_every_accepted_mail_has_one_ticket_and_one_reply(
         for p in maildir.glob("*")
     )
     assert len(subjects) == len(mails) == len(set(subjects)), "a reply is missing or was sent twice"
+
+
+def test_a_full_disk_answers_451_and_keeps_nothing_half_stored(tmp_path: Path, model) -> None:  # type: ignore[no-untyped-def]
+    """The database (which holds raw mail and attachments) on a small file system that fills."""
+    from email.message import EmailMessage
+
+    from classifier.model import PriorityModel
+    from intake.customers import import_customers, parse_customers
+    from intake.db.migrate import upgrade
+    from tests.conftest import FIXED_NOW, make_config, missing_service
+    from tests.servers import AppThread
+
+    assert isinstance(model, PriorityModel)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        missing_service(f"a small file system (mount -t tmpfs, needs root): {mounted.stderr}")
+    try:
+        url = f"sqlite:///{disk / 'intake.db'}"
+        upgrade(url)
+        cfg = make_config(tmp_path, url)
+        with make_sessions(make_engine(url)).begin() as session:
+            import_customers(
+                session, parse_customers(ROOT / "examples" / "customers.yaml"), cfg, FIXED_NOW
+            )
+        big = EmailMessage()
+        big["From"] = "it@muster.example"
+        big["To"] = "support@example.com"
+        big["Subject"] = "Logs"
+        big["Message-ID"] = "<full-disk@muster.example>"
+        big.set_content("Anbei die Logs.")
+        big.add_attachment(
+            bytes(range(256)) * 8192,
+            maintype="application",
+            subtype="octet-stream",
+            filename="logs.bin",
+        )
+        with (
+            AppThread(cfg, model) as app,
+            smtplib.SMTP("127.0.0.1", app.port, timeout=60) as client,
+        ):
+            client.ehlo()
+            client.mail("it@muster.example")
+            client.rcpt("support@example.com")
+            code, answer = client.data(big.as_bytes(policy=policy.SMTP))
+            assert (code, answer[:5]) == (451, b"4.3.0")
+            small = make_mail(subject="Kurz", body="Wie lege ich eine Queue an?")
+            assert client.sendmail("it@muster.example", ["support@example.com"], small) == {}
+        with make_sessions(make_engine(url))() as session:
+            subjects = [s for (s,) in session.execute(text("select subject from tickets"))]
+            attachments = session.execute(text("select count(*) from attachments")).scalar_one()
+        assert subjects == ["Kurz"] and attachments == 0
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
