@@ -44,6 +44,7 @@ lint: $(DEV_STAMP)
 bench: $(DEV_STAMP) test-services
 	$(PY) -m bench.classifier
 	$(PY) -m bench.run
+	$(PY) -m bench.queue
 
 ## make train: retrain the shipped model from classifier/data/corpus
 train: $(DEV_STAMP)
