@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
@@ -198,11 +197,3 @@ def quality(session: Session) -> tuple[list[Quality], list[tuple[date, float, in
         result.append(Quality(version, len(pairs), agreement, recall, matrix))
     weeks = [(week, sum(v) / len(v), len(v)) for week, v in sorted(weekly.items())]
     return result, weeks
-
-
-def counts_by_status(session: Session) -> dict[str, Any]:
-    return dict(
-        Counter(
-            dict(session.execute(select(Ticket.status, func.count()).group_by(Ticket.status)).all())
-        )
-    )
