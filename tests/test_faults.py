@@ -131,7 +131,8 @@ def test_a_full_disk_answers_451_and_keeps_nothing_half_stored(tmp_path: Path, m
         url = f"sqlite:///{disk / 'intake.db'}"
         upgrade(url)
         cfg = make_config(tmp_path, url)
-        with make_sessions(make_engine(url)).begin() as session:
+        engine = make_engine(url)
+        with make_sessions(engine).begin() as session:
             import_customers(
                 session, parse_customers(ROOT / "examples" / "customers.yaml"), cfg, FIXED_NOW
             )
@@ -158,9 +159,11 @@ def test_a_full_disk_answers_451_and_keeps_nothing_half_stored(tmp_path: Path, m
             assert (code, answer[:5]) == (451, b"4.3.0")
             small = make_mail(subject="Kurz", body="Wie lege ich eine Queue an?")
             assert client.sendmail("it@muster.example", ["support@example.com"], small) == {}
-        with make_sessions(make_engine(url))() as session:
+        with make_sessions(engine)() as session:
             subjects = [s for (s,) in session.execute(text("select subject from tickets"))]
             attachments = session.execute(text("select count(*) from attachments")).scalar_one()
+        engine.dispose()
         assert subjects == ["Kurz"] and attachments == 0
     finally:
-        subprocess.run(["umount", str(disk)], check=False)
+        # Lazy: detached at once, freed when the last file on it is closed.
+        subprocess.run(["umount", "-l", str(disk)], check=False)
