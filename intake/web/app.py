@@ -85,6 +85,14 @@ def create_app(cfg: Config, sessions: sessionmaker[Session], clock: Clock = utcn
         target = urlencode({"next": request.url.path})
         return RedirectResponse(f"/login?{target}", status_code=303)
 
+    def refuse_form(request: Request, csrf: str) -> Response | None:
+        """Every form that changes something needs a login and the session's CSRF token."""
+        if (redirect := login_first(request)) is not None:
+            return redirect
+        if not same_token(request.session.get("csrf"), csrf):
+            return Response("Ungültiges Formular (CSRF).", status_code=403)
+        return None
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)
@@ -207,10 +215,8 @@ def create_app(cfg: Config, sessions: sessionmaker[Session], clock: Clock = utcn
         notify: str = Form(""),
         csrf: str = Form(""),
     ) -> Response:
-        if (redirect := login_first(request)) is not None:
-            return redirect
-        if not same_token(request.session.get("csrf"), csrf):
-            return Response("Ungültiges Formular (CSRF).", status_code=403)
+        if (refused := refuse_form(request, csrf)) is not None:
+            return refused
         try:
             chosen = Priority(priority)
         except ValueError:
@@ -237,10 +243,8 @@ def create_app(cfg: Config, sessions: sessionmaker[Session], clock: Clock = utcn
         csrf: str = Form(""),
     ) -> Response:
         """Accept, reject (with a templated answer) or assign a held request."""
-        if (redirect := login_first(request)) is not None:
-            return redirect
-        if not same_token(request.session.get("csrf"), csrf):
-            return Response("Ungültiges Formular (CSRF).", status_code=403)
+        if (refused := refuse_form(request, csrf)) is not None:
+            return refused
         staff = request.session["staff"]
         try:
             with sessions.begin() as session:
@@ -280,10 +284,8 @@ def create_app(cfg: Config, sessions: sessionmaker[Session], clock: Clock = utcn
     @app.post("/quality/train", response_model=None)
     def train_and_compare(request: Request, csrf: str = Form("")) -> Response:
         """Train on the corpus plus staff decisions; the gate of `intake train` decides."""
-        if (redirect := login_first(request)) is not None:
-            return redirect
-        if not same_token(request.session.get("csrf"), csrf):
-            return Response("Ungültiges Formular (CSRF).", status_code=403)
+        if (refused := refuse_form(request, csrf)) is not None:
+            return refused
         with sessions() as session:
             corrections = training_corrections(session)
         result = train_version(cfg.classifier.corpus_dir, cfg.classifier.models_dir, corrections)
