@@ -15,7 +15,7 @@ from scipy import sparse
 from sklearn.pipeline import Pipeline
 
 from classifier.corpus import classifier_text
-from intake.domain import Explanation, Prediction, Priority, WeightedTerm
+from intake.domain import POSSIBLY_CRITICAL, Explanation, Prediction, Priority, WeightedTerm
 
 # Types beyond scikit-learn's own that a model file may contain; reviewed by hand. Anything
 # else in a file is refused, so a crafted model cannot make the loader import arbitrary code.
@@ -43,9 +43,6 @@ def cost_matrix() -> np.ndarray:
 
 
 COST = cost_matrix()
-POSSIBLY_CRITICAL = 0.2  # P(Kritisch) from which a non-critical proposal still goes to review
-
-
 PLAUSIBLE = 0.1  # a priority the model gives less than this is never proposed
 
 

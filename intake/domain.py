@@ -18,11 +18,6 @@ class Priority(StrEnum):
     NIEDRIG = "Niedrig"
 
     @property
-    def rank(self) -> int:
-        """0 for Kritisch … 3 for Niedrig: lower is more urgent."""
-        return list(Priority).index(self)
-
-    @property
     def english(self) -> str:
         return {"Kritisch": "Critical", "Hoch": "High", "Mittel": "Medium", "Niedrig": "Low"}[
             self.value
@@ -143,6 +138,9 @@ class Explanation:
     terms: tuple[WeightedTerm, ...] = ()
 
 
+POSSIBLY_CRITICAL = 0.2  # P(Kritisch) from which a request is treated as possibly critical
+
+
 @dataclass(frozen=True)
 class Prediction:
     priority: Priority
@@ -151,6 +149,14 @@ class Prediction:
     model_version: str
     needs_review: bool
     explanation: Explanation = field(default_factory=Explanation)
+
+    @property
+    def possibly_critical(self) -> bool:
+        """Proposed as Kritisch, or Kritisch likely enough that staff should look at once."""
+        return (
+            self.priority is Priority.KRITISCH
+            or self.probabilities.get(Priority.KRITISCH, 0.0) >= POSSIBLY_CRITICAL
+        )
 
 
 @dataclass(frozen=True)
@@ -241,7 +247,3 @@ class Triage:
     @property
     def priority(self) -> Priority | None:
         return self.prediction.priority if self.prediction else None
-
-    @property
-    def reasons(self) -> tuple[str, ...]:
-        return tuple(v.reason for v in self.verdicts if v.hit)

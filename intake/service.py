@@ -169,7 +169,11 @@ class IntakeService:
         self._consume(session, ticket, triage)
         if msg.bounced_recipients:
             self._mark_failing(session, msg)
-        if triage.outcome is Outcome.HELD and _possibly_critical(prediction):
+        if (
+            triage.outcome is Outcome.HELD
+            and prediction is not None
+            and prediction.possibly_critical
+        ):
             log.warning(
                 '{"event": "critical-request-held", "ticket": "%s", "sender": "%s"}',
                 ticket.number,
@@ -473,13 +477,6 @@ def _balances(triage: Triage) -> dict[str, Any]:
     if ent.hours_left is not None:
         values.update(hours_left=ent.hours_left)
     return values
-
-
-def _possibly_critical(prediction: Prediction | None) -> bool:
-    return prediction is not None and (
-        prediction.priority is Priority.KRITISCH
-        or prediction.probabilities.get(Priority.KRITISCH, 0.0) >= 0.2
-    )
 
 
 def _triage_record(ticket_id: int, inbound: Message, triage: Triage) -> TriageRecord:

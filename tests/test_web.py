@@ -100,10 +100,12 @@ def test_the_queue_puts_tickets_for_review_and_the_critical_one_first(client: Te
     assert login(client) == 303
     page = client.get("/")
     assert page.status_code == 200 and "Prüfliste" in page.text
-    numbers = re.findall(r'href="/tickets/(\d{16})"', page.text)
-    assert len(numbers) == 3
-    critical = client.get(f"/tickets/{numbers[1]}").text + client.get(f"/tickets/{numbers[0]}").text
-    assert "Kritisch" in critical
+    rows = re.findall(r'<tr class="(\w+)">(.*?)</tr>', page.text, re.S)
+    assert len(rows) == 3
+    # Marked for review first (the held mail from an unknown sender, no deadline) ...
+    assert "prüfen" in rows[0][1] and "zurückgehalten" in rows[0][1]
+    # ... then by deadline: the critical outage (Wednesday) before the question (later).
+    assert 'class="badge Kritisch"' in rows[1][1] and 'class="badge Niedrig"' in rows[2][1]
     filtered = client.get("/", params={"priority": "Niedrig"})
     assert len(re.findall(r'href="/tickets/(\d{16})"', filtered.text)) == 1
 

@@ -192,7 +192,7 @@ def cmd_contracts_show(cfg: Config, args: argparse.Namespace) -> int:
             return 1
         print(f"{customer.number} {customer.name}")
         for view in store.contract_views(session, customer.id):
-            ent = store.entitlement(session, view, today)
+            ent = store.entitlement(session, view, today, lock=False)
             valid = "gültig" if view.covers(today) else "nicht gültig"
             parts = [
                 f"  [{view.id}] {view.model.label}, {view.start:%d.%m.%Y}–{view.end:%d.%m.%Y}"

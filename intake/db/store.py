@@ -179,12 +179,15 @@ def find_follow_up(session: Session, subject: str, message_ids: Sequence[str]) -
     return TicketRef(ticket.id, ticket.number, ticket.status)
 
 
-def entitlement(session: Session, contract: ContractView, today: date) -> Entitlement:
-    """Balances of `contract` from its ledger, with the contract row locked until commit.
-
-    The lock (FOR UPDATE on PostgreSQL; SQLite's writer lock, taken at BEGIN IMMEDIATE) makes
-    concurrent requests on the last unit of a quota queue up, so exactly one is admitted."""
-    session.execute(select(Contract.id).where(Contract.id == contract.id).with_for_update())
+def entitlement(
+    session: Session, contract: ContractView, today: date, *, lock: bool = True
+) -> Entitlement:
+    """Balances of `contract` from its ledger; with `lock`, the contract row stays locked until
+    commit. The lock (FOR UPDATE on PostgreSQL; SQLite's writer lock, taken at BEGIN IMMEDIATE)
+    makes concurrent requests on the last unit of a quota queue up, so exactly one is admitted.
+    Pages and reports that only show balances pass lock=False and hold up no intake."""
+    if lock:
+        session.execute(select(Contract.id).where(Contract.id == contract.id).with_for_update())
     year = contract_year(contract.start, today)
     sums = dict(
         session.execute(

@@ -190,7 +190,9 @@ def create_app(cfg: Config, sessions: sessionmaker[Session], clock: Clock = utcn
                     for v in store.contract_views(session, contract.customer_id)
                     if v.id == contract.id
                 )
-                entitlement = store.entitlement(session, view, clock().astimezone(cfg.zone).date())
+                entitlement = store.entitlement(
+                    session, view, clock().astimezone(cfg.zone).date(), lock=False
+                )
             share, state = queries.time_used(calendars, detail.ticket, clock())
             return page(
                 request,
