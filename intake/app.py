@@ -8,6 +8,7 @@ import logging
 import socket
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import uvicorn
 from alembic.runtime.migration import MigrationContext
@@ -25,6 +26,9 @@ from intake.mail.smtp import IntakeHandler, smtp_factory
 from intake.outbox import OutboxSender, make_relay
 from intake.service import IntakeService
 from intake.web.app import create_app
+
+if TYPE_CHECKING:
+    from intake.telegram.bot import TelegramChannel
 
 log = logging.getLogger("intake.app")
 
@@ -71,8 +75,22 @@ class IntakeApp:
         self.service = IntakeService(
             cfg, self.sessions, self.model, on_reply_queued=self._wake_outbox
         )
+        self.telegram: TelegramChannel | None = None
+        chat_relay = None
+        if cfg.telegram.enabled:
+            # Imported here: the bot library is loaded only where a bot is configured.
+            from intake.telegram.bot import TelegramChannel, TelegramRelay
+
+            self.telegram = TelegramChannel(
+                cfg, self.sessions, self.service, clock, on_queued=self._wake_outbox
+            )
+            chat_relay = TelegramRelay(self.telegram)
         self.outbox = OutboxSender(
-            self.sessions, make_relay(cfg.relay, cfg.mail.from_address), cfg.outbox, clock
+            self.sessions,
+            make_relay(cfg.relay, cfg.mail.from_address),
+            cfg.outbox,
+            clock,
+            chat_relay=chat_relay,
         )
         self._imap_stop = threading.Event()
         self._imap_thread: threading.Thread | None = None
@@ -104,8 +122,15 @@ class IntakeApp:
         self._outbox_task = asyncio.create_task(self.outbox.run(self._stop, self._wake))
         if self._imap_thread is not None:
             self._imap_thread.start()
+        if self.telegram is not None:
+            await self.telegram.start()
         if self.cfg.web.enabled:
-            web = create_app(self.cfg, self.sessions, self.clock)
+            webhook = (
+                self.telegram.process_json
+                if self.telegram is not None and self.cfg.telegram.mode == "webhook"
+                else None
+            )
+            web = create_app(self.cfg, self.sessions, self.clock, telegram_webhook=webhook)
             config = uvicorn.Config(
                 web,
                 host=self.cfg.web.host,
@@ -145,6 +170,8 @@ class IntakeApp:
             await self._server.wait_closed()
         if self._outbox_task is not None:
             await self._outbox_task
+        if self.telegram is not None:
+            await self.telegram.stop()
         if self._imap_thread is not None and self._imap_thread.is_alive():
             self._imap_stop.set()
             await asyncio.to_thread(self._imap_thread.join, 30)

@@ -28,7 +28,13 @@ ENV_PREFIX = "INTAKE_"
 GERMAN_STATES: tuple[str, ...] = tuple(holidays.list_supported_countries()["DE"])
 CONFIG_ENV = "INTAKE_CONFIG"
 # Keys that hold secrets: accepted only from the environment, never from a file.
-SECRET_KEYS = ("relay.password", "imap.password", "web.secret_key")
+SECRET_KEYS = (
+    "relay.password",
+    "imap.password",
+    "web.secret_key",
+    "telegram.token",
+    "telegram.webhook_secret",
+)
 
 
 class ConfigError(Exception):
@@ -136,6 +142,38 @@ class WebConfig(Section):
     page_size: int = Field(default=50, ge=1, le=500)
     login_attempts: int = Field(default=5, ge=1)  # failed logins per name and address ...
     login_window_seconds: int = Field(default=300, ge=1)  # ... within this window
+
+
+class TelegramConfig(Section):
+    """The company's Telegram bot: customers link their chat to their contact and file requests."""
+
+    enabled: bool = False
+    token: SecretStr | None = None  # from INTAKE_TELEGRAM__TOKEN only
+    base_url: str = "https://api.telegram.org/bot"  # the token is appended
+    base_file_url: str = "https://api.telegram.org/file/bot"
+    mode: Literal["polling", "webhook"] = "polling"
+    # webhook mode: Telegram posts to webhook_url, which must reach the staff web server's
+    # /telegram/webhook; the secret (INTAKE_TELEGRAM__WEBHOOK_SECRET) is checked on every post.
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    staff_chat_id: int | None = None  # possibly critical requests are posted here
+    poll_timeout: int = Field(default=30, ge=0, le=50)  # getUpdates long-poll seconds
+    retry_seconds: float = Field(default=5.0, gt=0)  # wait after a failed poll or update
+    code_minutes: int = Field(default=15, ge=1)  # a link code expires after this
+    code_attempts: int = Field(default=5, ge=1)  # wrong entries before a code is void
+    codes_per_hour: int = Field(default=3, ge=1)  # link codes one chat may ask for per hour
+    max_file_bytes: int = Field(default=20 * 1024 * 1024, gt=0)  # the Bot API's download limit
+
+    @model_validator(mode="after")
+    def _enabled_needs_a_token(self) -> TelegramConfig:
+        if self.enabled and self.token is None:
+            raise ValueError("telegram.enabled needs INTAKE_TELEGRAM__TOKEN")
+        if self.enabled and self.mode == "webhook":
+            if not self.webhook_url:
+                raise ValueError("telegram.mode 'webhook' needs telegram.webhook_url")
+            if self.webhook_secret is None:
+                raise ValueError("telegram.mode 'webhook' needs INTAKE_TELEGRAM__WEBHOOK_SECRET")
+        return self
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -262,6 +300,7 @@ class Config(Section):
     imap: ImapConfig = ImapConfig()
     mail: MailConfig = MailConfig()
     web: WebConfig = WebConfig()
+    telegram: TelegramConfig = TelegramConfig()
     timezone: str = "Europe/Berlin"
     holidays: HolidayConfig = HolidayConfig()
     calendars: dict[str, CalendarConfig] = Field(default_factory=_default_calendars)
@@ -296,6 +335,8 @@ class Config(Section):
                 raise ValueError(
                     f"contracts.{model.value}.calendar: no calendar named {terms.calendar!r}"
                 )
+        if self.telegram.enabled and self.telegram.mode == "webhook" and not self.web.enabled:
+            raise ValueError("telegram.mode 'webhook' needs web.enabled (it serves the webhook)")
         missing = [m.value for m in ContractModel if m not in self.contracts]
         if missing:
             raise ValueError(f"contracts: terms missing for {', '.join(missing)}")

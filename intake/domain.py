@@ -106,6 +106,8 @@ class InboundMessage:
     parse_error: str | None = None  # set when the bytes could not be parsed
     attachments: tuple[AttachedFile, ...] = ()
     bounced_recipients: tuple[str, ...] = ()  # permanent failures named in a delivery report
+    chat_id: int | None = None  # Telegram: the chat the answer goes to
+    ticket_number: str | None = None  # the open ticket the sender said this belongs to
 
     @property
     def dedupe_key(self) -> str:

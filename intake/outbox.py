@@ -97,17 +97,29 @@ def make_relay(cfg: RelayConfig, sender: str) -> Relay:
 
 class OutboxSender:
     def __init__(
-        self, sessions: sessionmaker[Session], relay: Relay, cfg: OutboxConfig, clock: Clock
+        self,
+        sessions: sessionmaker[Session],
+        relay: Relay,
+        cfg: OutboxConfig,
+        clock: Clock,
+        chat_relay: Relay | None = None,
     ) -> None:
         self.sessions = sessions
-        self.relay = relay
+        self.relays: dict[str, Relay] = {"email": relay}
+        if chat_relay is not None:
+            self.relays["telegram"] = chat_relay  # without it chat rows wait in the outbox
         self.cfg = cfg
         self.clock = clock
 
     def run_once(self) -> int:
         """Deliver every due row once; return how many were sent."""
         with self.sessions.begin() as session:
-            ids = store.claim_due(session, self.clock(), timedelta(seconds=self.cfg.lease_seconds))
+            ids = store.claim_due(
+                session,
+                self.clock(),
+                timedelta(seconds=self.cfg.lease_seconds),
+                channels=tuple(self.relays),
+            )
         sent = 0
         for item_id in ids:
             sent += self._deliver(item_id)
@@ -118,8 +130,9 @@ class OutboxSender:
             item = session.get_one(OutboxItem, item_id)
             envelope = Envelope(item.id, item.recipient, item.payload)
             attempts = item.attempts
+            relay = self.relays[item.channel]
         try:
-            self.relay.deliver(envelope)
+            relay.deliver(envelope)
         except PermanentFailure as exc:
             with self.sessions.begin() as session:
                 row = store.mark_failed(session, item_id, str(exc), self.clock())

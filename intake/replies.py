@@ -8,6 +8,8 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from intake.domain import Channel
+
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 
@@ -58,12 +60,22 @@ class ReplyRenderer:
             keep_trailing_newline=True,
         )
 
-    def render(self, ctx: ReplyContext) -> Reply:
+    def render(self, ctx: ReplyContext, channel: Channel = Channel.EMAIL) -> Reply:
+        """The mail (text and HTML) or, for a chat, the text alone."""
         language = ctx.language if ctx.language in ("de", "en") else "de"
         values = {**ctx.__dict__, "language": language, "title": f"Ticket#{ctx.ticket_number}"}
+        subject = reply_subject(ctx.ticket_number, ctx.subject)
+        if channel is Channel.TELEGRAM:
+            text = self._env.get_template(f"telegram/{ctx.kind}.{language}.txt.j2").render(values)
+            return Reply(subject=subject, text=text, html="")
         text = self._env.get_template(f"mail/{ctx.kind}.{language}.txt.j2").render(values)
         html = self._env.get_template(f"mail/{ctx.kind}.{language}.html.j2").render(values)
-        return Reply(subject=reply_subject(ctx.ticket_number, ctx.subject), text=text, html=html)
+        return Reply(subject=subject, text=text, html=html)
+
+    def text(self, name: str, language: str, **values: object) -> str:
+        """A chat text that belongs to no ticket (greetings, link codes): `telegram/<name>`."""
+        language = language if language in ("de", "en") else "de"
+        return self._env.get_template(f"telegram/{name}.{language}.txt.j2").render(values).strip()
 
 
 def reply_subject(ticket_number: str, original: str) -> str:

@@ -16,17 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from intake.calendar import ServiceCalendar, build_calendar, format_deadline
 from intake.config import Config
 from intake.db import store
-from intake.db.tables import (
-    Attachment,
-    Contact,
-    LedgerEntry,
-    Message,
-    OutboxItem,
-    Ticket,
-    TriageRecord,
-)
+from intake.db.tables import Attachment, Contact, LedgerEntry, Message, Ticket, TriageRecord
+from intake.delivery import answer_ticket, queue_staff_alert
 from intake.domain import (
     Action,
+    Channel,
     ContractModel,
     ContractView,
     CustomerView,
@@ -40,8 +34,7 @@ from intake.domain import (
     Triage,
 )
 from intake.language import guess_language
-from intake.mail.compose import compose_reply
-from intake.replies import Reply, ReplyContext, ReplyKind, ReplyRenderer
+from intake.replies import ReplyContext, ReplyKind, ReplyRenderer
 from intake.rules.base import RuleContext, select_valid_contract
 from intake.rules.chain import default_chain, run_chain
 
@@ -97,10 +90,10 @@ class IntakeService:
     def receive(self, msg: InboundMessage) -> Receipt:
         """Store the message and everything decided about it in one transaction, or raise."""
         started = time.perf_counter()
-        prediction = self._classify(msg)
+        prediction = self.classify(msg)
         try:
             with self.sessions.begin() as session:
-                receipt = self._receive(session, msg, prediction)
+                receipt = self.record(session, msg, prediction)
         except IntegrityError:
             # A concurrent delivery of the same message committed first: this one is a duplicate.
             with self.sessions() as session:
@@ -110,18 +103,20 @@ class IntakeService:
                 receipt = self._duplicate(existing)
         if receipt.reply_queued and self.on_reply_queued:
             self.on_reply_queued()
-        self._log(msg, receipt, started)
+        self.log(msg, receipt, started)
         return receipt
 
-    def _classify(self, msg: InboundMessage) -> Prediction | None:
+    def classify(self, msg: InboundMessage) -> Prediction | None:
+        """The classifier's proposal; CPU only, so callers run it before their transaction."""
         # Machines and unreadable bytes get no prediction (it would only mislead staff).
         if msg.parse_error or msg.automatic_reasons:
             return None
         return self.classifier.predict(msg.subject, msg.body)
 
-    def _receive(
+    def record(
         self, session: Session, msg: InboundMessage, prediction: Prediction | None
     ) -> Receipt:
+        """Everything decided about `msg`, written in the caller's transaction (not committed)."""
         existing = store.find_inbound(session, msg.dedupe_key)
         if existing is not None:
             return self._duplicate(existing)
@@ -130,7 +125,7 @@ class IntakeService:
         contracts = tuple(store.contract_views(session, customer.id)) if customer else ()
         today = msg.received_at.astimezone(self.cfg.zone).date()
         cited = [*msg.references, *([msg.in_reply_to] if msg.in_reply_to else [])]
-        follow_up = store.find_follow_up(session, msg.subject, cited)
+        follow_up = store.find_follow_up(session, msg.subject, cited, msg.ticket_number)
         valid = select_valid_contract(contracts, today)
         entitlement = store.entitlement(session, valid, today) if valid else None
         triage = self.triage(msg, prediction, customer, contracts, entitlement, follow_up)
@@ -158,6 +153,7 @@ class IntakeService:
                 needs_review=(prediction.needs_review if prediction else False)
                 or triage.outcome is not Outcome.ACCEPTED,
                 language=language,
+                chat_id=msg.chat_id,
                 received_at=msg.received_at,
                 deadline=triage.deadline,
                 created_at=msg.received_at,
@@ -169,17 +165,24 @@ class IntakeService:
         self._consume(session, ticket, triage)
         if msg.bounced_recipients:
             self._mark_failing(session, msg)
-        if (
-            triage.outcome is Outcome.HELD
-            and prediction is not None
-            and prediction.possibly_critical
-        ):
-            log.warning(
-                '{"event": "critical-request-held", "ticket": "%s", "sender": "%s"}',
-                ticket.number,
-                msg.sender,
+        queued = False
+        if prediction is not None and prediction.possibly_critical:
+            if triage.outcome is Outcome.HELD:
+                log.warning(
+                    '{"event": "critical-request-held", "ticket": "%s", "sender": "%s"}',
+                    ticket.number,
+                    msg.sender,
+                )
+            queued = queue_staff_alert(
+                session,
+                self.cfg,
+                ticket,
+                prediction,
+                customer.name if customer else "",
+                msg.body,
+                msg.received_at,
             )
-        queued = self._queue_reply(session, msg, ticket, triage, contact, language)
+        queued = self._queue_reply(session, msg, ticket, triage, contact, language) or queued
         return Receipt(ticket.number, triage.outcome, priority=triage.priority, reply_queued=queued)
 
     def _store_inbound(self, session: Session, msg: InboundMessage, ticket_id: int) -> Message:
@@ -330,7 +333,9 @@ class IntakeService:
         kind = _reply_kind(triage, contact)
         if kind is None or not msg.sender or ticket.number is None:
             return False
-        if not self._may_reply(session, msg.sender, contact, msg.received_at):
+        # Chats need no loop protection: bots cannot write to bots, and Telegram limits us.
+        chat = msg.channel is Channel.TELEGRAM and msg.chat_id is not None
+        if not chat and not self._may_reply(session, msg.sender, contact, msg.received_at):
             return False
         contract = triage.contract
         priority = triage.priority
@@ -356,19 +361,18 @@ class IntakeService:
                     if v.hit and v.action is not Action.NOTE
                 ),
                 **_balances(triage),
-            )
+            ),
+            channel=msg.channel,
         )
-        send_reply(
+        return answer_ticket(
             session,
             self.cfg,
             ticket,
             reply,
-            to=msg.sender,
             now=msg.received_at,
             in_reply_to=msg.message_id,
             references=msg.references,
         )
-        return True
 
     @staticmethod
     def _duplicate(existing: Message) -> Receipt:
@@ -383,7 +387,7 @@ class IntakeService:
         )
 
     @staticmethod
-    def _log(msg: InboundMessage, receipt: Receipt, started: float) -> None:
+    def log(msg: InboundMessage, receipt: Receipt, started: float) -> None:
         record: dict[str, Any] = {
             "event": "message",
             "channel": msg.channel.value,
@@ -394,58 +398,6 @@ class IntakeService:
             "ms": round((time.perf_counter() - started) * 1000, 1),
         }
         log.info(json.dumps(record, ensure_ascii=False))
-
-
-def send_reply(
-    session: Session,
-    cfg: Config,
-    ticket: Ticket,
-    reply: Reply,
-    *,
-    to: str,
-    now: datetime,
-    in_reply_to: str | None = None,
-    references: tuple[str, ...] = (),
-) -> OutboxItem:
-    """Compose the reply mail, keep it as an outbound message and queue it in the outbox."""
-    mail = cfg.mail
-    message_id, payload = compose_reply(
-        reply,
-        to=to,
-        from_address=mail.from_address,
-        from_name=mail.from_name,
-        domain=mail.domain,
-        now=now,
-        zone=cfg.zone,
-        in_reply_to=in_reply_to,
-        references=references,
-    )
-    outbound = Message(
-        ticket_id=ticket.id,
-        direction="out",
-        channel=ticket.channel,
-        message_id_header=message_id,
-        sender=mail.from_address,
-        recipient=to,
-        subject=reply.subject,
-        body_text=reply.text,
-        raw=payload,
-        created_at=now,
-    )
-    session.add(outbound)
-    session.flush()
-    return store.enqueue(
-        session,
-        OutboxItem(
-            ticket_id=ticket.id,
-            message_id=outbound.id,
-            channel=ticket.channel,
-            recipient=to,
-            payload=payload,
-            next_attempt_at=now,
-            created_at=now,
-        ),
-    )
 
 
 def _reply_kind(triage: Triage, contact: Contact | None) -> ReplyKind | None:

@@ -22,11 +22,13 @@ from intake.db.tables import (
     Ticket,
     TriageRecord,
 )
-from intake.domain import ContractModel, Priority, contract_year
+from intake.delivery import answer_ticket
+from intake.domain import Channel, ContractModel, Priority, contract_year
 from intake.language import guess_language
 from intake.replies import ReplyContext, ReplyKind, ReplyRenderer
 from intake.rules.base import select_valid_contract
-from intake.service import send_reply
+
+RENDERER = ReplyRenderer()
 
 
 class StaffActionRefused(Exception):
@@ -143,19 +145,16 @@ def _reply_context(ticket: Ticket, kind: ReplyKind, cfg: Config, **values: Any) 
 def _answer(
     session: Session, cfg: Config, ticket: Ticket, context: ReplyContext, now: datetime
 ) -> bool:
-    if "@" not in ticket.sender:
-        return False
     first = next((m for m in ticket.messages if m.direction == "in"), None)
-    send_reply(
+    channel = Channel(ticket.channel)
+    return answer_ticket(
         session,
         cfg,
         ticket,
-        ReplyRenderer().render(context),
-        to=ticket.sender,
+        RENDERER.render(context, channel=channel),
         now=now,
         in_reply_to=first.message_id_header if first else None,
     )
-    return True
 
 
 def notify_priority(session: Session, cfg: Config, number: str, now: datetime) -> bool:

@@ -133,6 +133,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         drop_pg_database(admin, name)
 
 
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A migrated SQLite database, for tests where the database kind does not matter."""
+    url = f"sqlite:///{tmp_path / 'intake.db'}"
+    upgrade(url)
+    return url
+
+
 def make_config(tmp_path: Path, db_url: str, **overrides: str) -> Config:
     env = {
         "INTAKE_DATABASE__URL": db_url,

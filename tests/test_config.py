@@ -115,3 +115,23 @@ def test_the_command_exits_with_the_message_and_status_2(tmp_path: Path) -> None
     )
     assert result.returncode == 2
     assert "web.port: Input should be greater than or equal to 0" in result.stderr
+
+
+def test_telegram_settings_are_checked_at_start(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=re.escape("telegram.enabled needs INTAKE_TELEGRAM__TOKEN")
+    ):
+        load_config(write(tmp_path, "telegram:\n  enabled: true\n"), {})
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "telegram:\n  token: '1:abc'\n"), {})
+    assert "telegram.token" in str(err.value) and "INTAKE_TELEGRAM__TOKEN" in str(err.value)
+    with pytest.raises(ConfigError, match=re.escape("needs telegram.webhook_url")):
+        load_config(
+            write(tmp_path, "telegram:\n  enabled: true\n  mode: webhook\n"),
+            {"INTAKE_TELEGRAM__TOKEN": "1:abc"},
+        )
+    cfg = load_config(
+        write(tmp_path, "telegram:\n  enabled: true\n  staff_chat_id: -100\n"),
+        {"INTAKE_TELEGRAM__TOKEN": "1:abc"},
+    )
+    assert cfg.telegram.staff_chat_id == -100 and "1:abc" not in repr(cfg)

@@ -103,7 +103,13 @@ def enqueue(session: Session, item: OutboxItem) -> OutboxItem:
     return item
 
 
-def claim_due(session: Session, now: datetime, lease: timedelta, limit: int = 20) -> list[int]:
+def claim_due(
+    session: Session,
+    now: datetime,
+    lease: timedelta,
+    limit: int = 20,
+    channels: Sequence[str] = ("email", "telegram"),
+) -> list[int]:
     """Lease due outbox rows: push their next attempt past the lease so no one else takes them.
 
     On PostgreSQL the rows are locked with SKIP LOCKED, so several senders never pick the same row.
@@ -111,7 +117,11 @@ def claim_due(session: Session, now: datetime, lease: timedelta, limit: int = 20
     """
     rows = session.scalars(
         select(OutboxItem)
-        .where(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= now)
+        .where(
+            OutboxItem.status == "pending",
+            OutboxItem.next_attempt_at <= now,
+            OutboxItem.channel.in_(list(channels)),
+        )
         .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -158,14 +168,18 @@ def corrected_requests(session: Session) -> list[tuple[int, str, str, str]]:
 TICKET_TAG = re.compile(r"\[Ticket#(\d{16,})\]", re.IGNORECASE)
 
 
-def find_follow_up(session: Session, subject: str, message_ids: Sequence[str]) -> TicketRef | None:
-    """The ticket a message answers: our number in the subject, else a stored Message-ID it cites.
+def find_follow_up(
+    session: Session, subject: str, message_ids: Sequence[str], number: str | None = None
+) -> TicketRef | None:
+    """The ticket a message answers: the number the sender chose (a chat's follow-up button),
+    our number in the subject, else a stored Message-ID it cites.
 
     Never by a bare subject (a "Drucker" mail is not a reply to another "Drucker" mail)."""
     match = TICKET_TAG.search(subject)
+    number = number or (match.group(1) if match else None)
     ticket = None
-    if match:
-        ticket = session.scalars(select(Ticket).where(Ticket.number == match.group(1))).first()
+    if number:
+        ticket = session.scalars(select(Ticket).where(Ticket.number == number)).first()
     if ticket is None and message_ids:
         ticket = session.scalars(
             select(Ticket)

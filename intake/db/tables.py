@@ -123,6 +123,7 @@ class Ticket(Base):
     final_priority: Mapped[str | None] = mapped_column(String(16))
     needs_review: Mapped[bool] = mapped_column(default=False)
     language: Mapped[str] = mapped_column(String(8), default="de")
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)  # Telegram: answers go to this chat
     received_at: Mapped[datetime]
     deadline: Mapped[datetime | None]
     created_at: Mapped[datetime]
@@ -275,3 +276,81 @@ class Staff(Base):
     name: Mapped[str] = mapped_column(String(128), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime]
+
+
+class TelegramUpdate(Base):
+    """Every Telegram update committed: a redelivered update (after a crash, a retried webhook)
+    finds its id here and changes nothing."""
+
+    __tablename__ = "telegram_updates"
+    __table_args__ = (UniqueConstraint("bot_id", "update_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    bot_id: Mapped[int] = mapped_column(BigInteger)
+    update_id: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+
+
+class TelegramChat(Base):
+    """A private chat with the bot: where linking stands and which ticket it talks about."""
+
+    __tablename__ = "telegram_chats"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    user_id: Mapped[int | None] = mapped_column(BigInteger)
+    username: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8), default="de")
+    state: Mapped[str] = mapped_column(
+        String(16), default="idle"
+    )  # idle|awaiting_email|awaiting_code
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
+    open_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    new_request: Mapped[bool] = mapped_column(default=False)  # /neu: no follow-up question
+    updated_at: Mapped[datetime]
+
+    contact: Mapped[Contact | None] = relationship()
+    open_ticket: Mapped[Ticket | None] = relationship()
+
+
+class TelegramLink(Base):
+    """The record of a chat linked to a contact: when, which chat and user, which contact, and
+    when it ended (/abmelden). Rows are never deleted."""
+
+    __tablename__ = "telegram_links"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    user_id: Mapped[int | None] = mapped_column(BigInteger)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    linked_at: Mapped[datetime]
+    unlinked_at: Mapped[datetime | None]
+
+
+class TelegramCode(Base):
+    """A one-time code mailed to the address a chat named. Only a hash is kept; a code for an
+    address we do not know has no contact and never matches."""
+
+    __tablename__ = "telegram_codes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    code_hash: Mapped[str] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class TelegramPending(Base):
+    """A chat message that waits for the customer's answer: part of the open ticket, or new?"""
+
+    __tablename__ = "telegram_pending"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    message: Mapped[dict[str, Any]] = mapped_column(JSON)  # text, message id, files' names/types
+    files: Mapped[bytes | None] = mapped_column(LargeBinary)  # the files' bytes, one after another
+    received_at: Mapped[datetime]

@@ -39,5 +39,6 @@ def compose_reply(
     msg["X-Loop"] = from_address
     msg["X-Auto-Response-Suppress"] = "All"
     msg.set_content(reply.text)
-    msg.add_alternative(reply.html, subtype="html")
+    if reply.html:
+        msg.add_alternative(reply.html, subtype="html")
     return message_id, msg.as_bytes()

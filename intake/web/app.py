@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -47,7 +49,13 @@ REASONS = (
 )
 
 
-def create_app(cfg: Config, sessions: sessionmaker[Session], clock: Clock = utcnow) -> FastAPI:
+def create_app(
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    clock: Clock = utcnow,
+    telegram_webhook: Callable[[dict[str, Any]], Awaitable[bool]] | None = None,
+) -> FastAPI:
+    """The staff pages; with `telegram_webhook`, also the endpoint Telegram posts updates to."""
     app = FastAPI(
         title="Support intake – Mitarbeiter", docs_url=None, redoc_url=None, openapi_url=None
     )
@@ -103,6 +111,24 @@ def create_app(cfg: Config, sessions: sessionmaker[Session], clock: Clock = utcn
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
         return response
+
+    if telegram_webhook is not None and cfg.telegram.webhook_secret is not None:
+        expected = cfg.telegram.webhook_secret.get_secret_value()
+
+        @app.post("/telegram/webhook", response_model=None)
+        async def telegram_update(request: Request) -> Response:
+            """200 only once the update is committed; otherwise Telegram delivers it again."""
+            given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                return Response(status_code=403)
+            try:
+                data = await request.json()
+            except ValueError:
+                return Response("not JSON", status_code=400)
+            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+                return Response("not an update", status_code=400)
+            done = await telegram_webhook(data)
+            return Response(status_code=200 if done else 503)
 
     @app.get("/login", response_class=HTMLResponse)
     def login_form(request: Request, next: str = "/") -> HTMLResponse:

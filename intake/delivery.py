@@ -1,0 +1,213 @@
+"""Queue what we say: a reply mail, a chat message, a staff alert. Nothing is sent here; each
+is a stored outbound message plus an outbox row, written in the caller's transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from intake.calendar import format_deadline
+from intake.config import Config
+from intake.db import store
+from intake.db.tables import Message, OutboxItem, Ticket
+from intake.domain import Channel, Prediction, Priority
+from intake.mail.compose import compose_reply
+from intake.replies import Reply
+
+TELEGRAM_TEXT_LIMIT = 4096  # the Bot API refuses longer messages
+BOT_SENDER = "telegram-bot"
+
+# A row of inline buttons: (label, callback data).
+Buttons = Sequence[Sequence[tuple[str, str]]]
+
+
+def send_reply(
+    session: Session,
+    cfg: Config,
+    ticket: Ticket | None,
+    reply: Reply,
+    *,
+    to: str,
+    now: datetime,
+    in_reply_to: str | None = None,
+    references: tuple[str, ...] = (),
+) -> OutboxItem:
+    """Compose the reply mail, keep it as an outbound message and queue it in the outbox."""
+    mail = cfg.mail
+    message_id, payload = compose_reply(
+        reply,
+        to=to,
+        from_address=mail.from_address,
+        from_name=mail.from_name,
+        domain=mail.domain,
+        now=now,
+        zone=cfg.zone,
+        in_reply_to=in_reply_to,
+        references=references,
+    )
+    outbound = Message(
+        ticket_id=ticket.id if ticket is not None else None,
+        direction="out",
+        channel=Channel.EMAIL.value,
+        message_id_header=message_id,
+        sender=mail.from_address,
+        recipient=to,
+        subject=reply.subject,
+        body_text=reply.text,
+        raw=payload,
+        created_at=now,
+    )
+    return _enqueue(session, outbound, Channel.EMAIL, to, payload, now)
+
+
+def send_chat(
+    session: Session,
+    chat_id: int,
+    text: str,
+    *,
+    now: datetime,
+    ticket_id: int | None = None,
+    buttons: Buttons = (),
+) -> OutboxItem:
+    """Queue a Telegram message (with inline buttons, if any) to `chat_id`."""
+    text = text.strip()
+    if len(text) > TELEGRAM_TEXT_LIMIT:
+        text = text[: TELEGRAM_TEXT_LIMIT - 1] + "…"
+    body: dict[str, Any] = {"chat_id": chat_id, "text": text}
+    if buttons:
+        body["reply_markup"] = {
+            "inline_keyboard": [
+                [{"text": label, "callback_data": data} for label, data in row] for row in buttons
+            ]
+        }
+    payload = json.dumps(body, ensure_ascii=False).encode()
+    outbound = Message(
+        ticket_id=ticket_id,
+        direction="out",
+        channel=Channel.TELEGRAM.value,
+        sender=BOT_SENDER,
+        recipient=str(chat_id),
+        body_text=text,
+        created_at=now,
+    )
+    return _enqueue(session, outbound, Channel.TELEGRAM, str(chat_id), payload, now)
+
+
+def answer_ticket(
+    session: Session,
+    cfg: Config,
+    ticket: Ticket,
+    reply: Reply,
+    *,
+    now: datetime,
+    in_reply_to: str | None = None,
+    references: tuple[str, ...] = (),
+) -> bool:
+    """Send the customer `reply` where the ticket came from: its chat, else its mail address."""
+    if ticket.channel == Channel.TELEGRAM.value and ticket.chat_id is not None:
+        send_chat(session, ticket.chat_id, reply.text, now=now, ticket_id=ticket.id)
+        return True
+    if "@" not in ticket.sender:
+        return False
+    send_reply(
+        session,
+        cfg,
+        ticket,
+        reply,
+        to=ticket.sender,
+        now=now,
+        in_reply_to=in_reply_to,
+        references=references,
+    )
+    return True
+
+
+PRIORITY_CODES = {
+    "K": Priority.KRITISCH,
+    "H": Priority.HOCH,
+    "M": Priority.MITTEL,
+    "N": Priority.NIEDRIG,
+}
+
+
+STATUS_DE = {
+    "open": "offen",
+    "held": "zurückgehalten (Vertrag/Absender prüfen)",
+    "closed": "geschlossen",
+}
+
+
+def priority_callback(number: str, priority: Priority) -> str:
+    """Callback data of a staff alert's button (at most 64 bytes: 'prio:<number>:<K|H|M|N>')."""
+    return f"prio:{number}:{priority.value[0]}"
+
+
+def queue_staff_alert(
+    session: Session,
+    cfg: Config,
+    ticket: Ticket,
+    prediction: Prediction,
+    customer_name: str,
+    body: str,
+    now: datetime,
+) -> bool:
+    """Post a possibly critical request to the staff chat, with a button per priority."""
+    chat_id = cfg.telegram.staff_chat_id
+    if not cfg.telegram.enabled or chat_id is None or ticket.number is None:
+        return False
+    critical = prediction.probabilities.get(Priority.KRITISCH, 0.0)
+    excerpt = " ".join(body.split())[:300]
+    lines = [
+        f"⚠️ Möglicherweise kritisch: Ticket {ticket.number}",
+        f"Kunde: {customer_name or ticket.sender}",
+        f"Kanal: {'Telegram' if ticket.channel == Channel.TELEGRAM.value else 'E-Mail'}",
+        f"Vorschlag: {prediction.priority.value} ({prediction.confidence:.0%}), "
+        f"P(Kritisch) {critical:.0%}",
+        f"Status: {STATUS_DE.get(ticket.status, ticket.status)}",
+    ]
+    if ticket.deadline is not None:
+        lines.append(f"Antwort bis: {format_deadline(ticket.deadline, cfg.zone, 'de')}")
+    if ticket.subject:
+        lines.append(f"Betreff: {ticket.subject[:200]}")
+    if excerpt:
+        lines.append(f"„{excerpt}“")
+    lines.append("Priorität bestätigen oder korrigieren:")
+    buttons = [
+        [
+            (
+                ("✓ " if p is prediction.priority else "") + p.value,
+                priority_callback(ticket.number, p),
+            )
+            for p in Priority
+        ]
+    ]
+    send_chat(session, chat_id, "\n".join(lines), now=now, ticket_id=ticket.id, buttons=buttons)
+    return True
+
+
+def _enqueue(
+    session: Session,
+    outbound: Message,
+    channel: Channel,
+    recipient: str,
+    payload: bytes,
+    now: datetime,
+) -> OutboxItem:
+    session.add(outbound)
+    session.flush()
+    return store.enqueue(
+        session,
+        OutboxItem(
+            ticket_id=outbound.ticket_id,
+            message_id=outbound.id,
+            channel=channel.value,
+            recipient=recipient,
+            payload=payload,
+            next_attempt_at=now,
+            created_at=now,
+        ),
+    )

@@ -1,0 +1,327 @@
+"""The Telegram bot: python-telegram-bot's Application turns updates into ChatEvents for the
+ChatService; the poller confirms an update to Telegram only after it is committed; the relay
+sends the bot's outbox rows.
+
+Exactly once: an update's id is recorded in the same transaction as what it caused. The
+getUpdates offset moves past an update only after that commit, and a webhook post is answered
+200 only then; a redelivered update finds its id and changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from sqlalchemy.orm import Session, sessionmaker
+from telegram import Bot, InlineKeyboardMarkup, Message, Update
+from telegram.error import BadRequest, Forbidden, InvalidToken, TelegramError
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from intake.clock import Clock
+from intake.config import Config
+from intake.domain import AttachedFile
+from intake.mail.imap import leadership
+from intake.outbox import Envelope, PermanentFailure
+from intake.service import IntakeService
+from intake.telegram.chat import ChatEvent, ChatOutcome, ChatService
+
+log = logging.getLogger("intake.telegram")
+
+ALLOWED_UPDATES = ["message", "callback_query"]
+SEND_TIMEOUT = 30.0
+
+
+class UpdateFailed(Exception):
+    """An update could not be committed; it stays unconfirmed and is fetched again."""
+
+
+class TelegramChannel:
+    """Everything `intake serve` runs for Telegram, on the service's event loop."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        sessions: sessionmaker[Session],
+        service: IntakeService,
+        clock: Clock,
+        on_queued: Callable[[], None] | None = None,
+    ) -> None:
+        tg = cfg.telegram
+        assert tg.token is not None
+        self.cfg = cfg
+        self.sessions = sessions
+        self.service = service
+        self.clock = clock
+        self.on_queued = on_queued
+        self.application: Application[Any, Any, Any, Any, Any, Any] = (
+            ApplicationBuilder()
+            .token(tg.token.get_secret_value())
+            .base_url(tg.base_url)
+            .base_file_url(tg.base_file_url)
+            .updater(None)
+            .build()
+        )
+        app = self.application
+        app.add_handler(MessageHandler(filters.COMMAND, self._on_command))
+        app.add_handler(
+            MessageHandler(
+                (filters.TEXT | filters.PHOTO | filters.Document.ALL) & ~filters.COMMAND,
+                self._on_message,
+            )
+        )
+        app.add_handler(CallbackQueryHandler(self._on_callback))
+        self.chat: ChatService | None = None
+        self._ready = asyncio.Event()
+        self._failed: set[int] = set()
+        self._offset: int | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def bot(self) -> Bot:
+        return cast(Bot, self.application.bot)
+
+    # ---- life cycle --------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start in the background: a Bot API that is not reachable yet delays only Telegram."""
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._run(), name="telegram")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.application.running:
+            await self.application.stop()
+        with contextlib.suppress(Exception):
+            await self.application.shutdown()
+
+    async def wait_ready(self, timeout: float) -> None:
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    async def _run(self) -> None:
+        retry = self.cfg.telegram.retry_seconds
+        while not self._ready.is_set():
+            try:
+                await self._initialize()
+            except InvalidToken:
+                log.error("telegram: the Bot API refused the token; the bot stays off")
+                return
+            except Exception as exc:
+                log.warning("telegram: Bot API not reachable (%s); retrying in %.0f s", exc, retry)
+                await asyncio.sleep(retry)
+        if self.cfg.telegram.mode == "polling":
+            await self._poll_forever()
+
+    async def _initialize(self) -> None:
+        await self.application.initialize()  # getMe: the bot's id keys the update ids
+        self.chat = ChatService(
+            self.cfg, self.sessions, self.service, self.bot.id, self.clock, self.on_queued
+        )
+        tg = self.cfg.telegram
+        if tg.mode == "webhook":
+            assert tg.webhook_url is not None and tg.webhook_secret is not None
+            await self.bot.set_webhook(
+                tg.webhook_url,
+                secret_token=tg.webhook_secret.get_secret_value(),
+                allowed_updates=ALLOWED_UPDATES,
+            )
+        self._ready.set()
+        log.info(
+            '{"event": "telegram-started", "bot": "%s", "mode": "%s"}', self.bot.username, tg.mode
+        )
+
+    # ---- polling -----------------------------------------------------------------------
+    async def _poll_forever(self) -> None:
+        """Poll while this instance holds the bot's advisory lock (one poller per bot)."""
+        retry = self.cfg.telegram.retry_seconds
+        while True:
+            try:
+                lock = leadership(self.sessions, f"telegram:{self.bot.id}")
+                leader = await asyncio.to_thread(lock.__enter__)
+                try:
+                    if leader:
+                        await self.bot.delete_webhook()
+                        await self._poll()
+                finally:
+                    await asyncio.shield(asyncio.to_thread(lock.__exit__, None, None, None))
+                await asyncio.sleep(retry)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("telegram: polling stopped (%s); again in %.0f s", exc, retry)
+                await asyncio.sleep(retry)
+
+    async def _poll(self) -> None:
+        timeout = self.cfg.telegram.poll_timeout
+        while True:
+            updates = await self.bot.get_updates(
+                offset=self._offset, timeout=timeout, allowed_updates=ALLOWED_UPDATES
+            )
+            for update in updates:
+                if not await self.process(update):
+                    raise UpdateFailed(f"update {update.update_id} not committed")
+                self._offset = update.update_id + 1  # confirmed with the next getUpdates
+
+    # ---- webhook -----------------------------------------------------------------------
+    async def process_json(self, data: dict[str, Any]) -> bool:
+        """A webhook post: True once the update is committed (then answer 200)."""
+        if not self._ready.is_set():
+            return False
+        update = Update.de_json(data, self.bot)
+        return await self.process(update)
+
+    async def process(self, update: Update) -> bool:
+        self._failed.discard(update.update_id)
+        await self.application.process_update(update)
+        return update.update_id not in self._failed
+
+    # ---- handlers ----------------------------------------------------------------------
+    async def _on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        assert message is not None and message.text is not None
+        word = message.text.split()[0][1:]
+        command = word.split("@", 1)[0].lower()
+        await self._handle(update, self._event(update, message, command=command))
+
+    async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        assert message is not None
+        chat = self._service()
+        if message.chat.type == "private" and await asyncio.to_thread(chat.seen, update.update_id):
+            return
+        try:
+            files, too_large = await self._download(message)
+        except TelegramError as exc:
+            log.warning("telegram: update %s: download failed: %s", update.update_id, exc)
+            self._failed.add(update.update_id)
+            return
+        text = message.text or message.caption or ""
+        event = self._event(update, message, text=text, files=files, too_large=too_large)
+        await self._handle(update, event)
+
+    async def _on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        assert query is not None
+        chat = update.effective_chat
+        user = query.from_user
+        event = ChatEvent(
+            update_id=update.update_id,
+            chat_id=chat.id if chat is not None else user.id,
+            received_at=self.clock(),
+            user_id=user.id,
+            username=user.username,
+            language_code=user.language_code,
+            private=chat is None or chat.type == "private",
+            callback_data=query.data or "",
+        )
+        outcome = await self._handle(update, event)
+        if outcome is not None:
+            with contextlib.suppress(TelegramError):
+                await query.answer(outcome.answer)
+
+    def _event(self, update: Update, message: Message, **values: Any) -> ChatEvent:
+        user = message.from_user
+        return ChatEvent(
+            update_id=update.update_id,
+            chat_id=message.chat.id,
+            received_at=self.clock(),
+            user_id=user.id if user else None,
+            username=user.username if user else None,
+            language_code=user.language_code if user else None,
+            private=message.chat.type == "private",
+            message_id=message.message_id,
+            **values,
+        )
+
+    async def _handle(self, update: Update, event: ChatEvent) -> ChatOutcome | None:
+        try:
+            return await asyncio.to_thread(self._service().handle, event)
+        except Exception:
+            log.exception("telegram: update %s not stored; it will come again", update.update_id)
+            self._failed.add(update.update_id)
+            return None
+
+    def _service(self) -> ChatService:
+        assert self.chat is not None, "process() before the bot is initialised"
+        return self.chat
+
+    async def _download(self, message: Message) -> tuple[tuple[AttachedFile, ...], tuple[str, ...]]:
+        """Photos (the largest size) and documents up to max_file_bytes; bigger ones by name."""
+        limit = self.cfg.telegram.max_file_bytes
+        wanted: list[tuple[str, int | None, str, str]] = []
+        if message.document is not None:
+            doc = message.document
+            wanted.append(
+                (
+                    doc.file_id,
+                    doc.file_size,
+                    doc.file_name or f"dokument-{message.message_id}",
+                    doc.mime_type or "application/octet-stream",
+                )
+            )
+        if message.photo:
+            photo = message.photo[-1]
+            wanted.append(
+                (photo.file_id, photo.file_size, f"foto-{message.message_id}.jpg", "image/jpeg")
+            )
+        files: list[AttachedFile] = []
+        too_large: list[str] = []
+        for file_id, size, name, content_type in wanted:
+            if size is not None and size > limit:
+                too_large.append(name)
+                continue
+            handle = await self.bot.get_file(file_id)
+            data = bytes(await handle.download_as_bytearray())
+            if len(data) > limit:
+                too_large.append(name)
+                continue
+            files.append(AttachedFile(name, content_type, data))
+        return tuple(files), tuple(too_large)
+
+    # ---- sending -----------------------------------------------------------------------
+    async def send(self, payload: bytes) -> None:
+        body = json.loads(payload)
+        markup = body.get("reply_markup")
+        await self.bot.send_message(
+            chat_id=body["chat_id"],
+            text=body["text"],
+            reply_markup=InlineKeyboardMarkup.de_json(markup, self.bot) if markup else None,
+        )
+
+
+class TelegramRelay:
+    """The outbox's way out for chat rows. The outbox sender runs in a worker thread; the send
+    runs on the service's loop, where the bot lives."""
+
+    def __init__(self, channel: TelegramChannel) -> None:
+        self.channel = channel
+
+    def deliver(self, envelope: Envelope) -> None:
+        loop = self.channel._loop
+        if loop is None or not self.channel._ready.is_set():
+            raise RuntimeError("the Telegram bot is not connected yet")
+        future = asyncio.run_coroutine_threadsafe(self.channel.send(envelope.payload), loop)
+        try:
+            future.result(SEND_TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
+        except (Forbidden, BadRequest) as exc:
+            # The user blocked the bot, or the chat is gone: retrying will not help.
+            raise PermanentFailure(f"Telegram: {exc}") from exc
+
+
+WebhookHandler = Callable[[dict[str, Any]], Awaitable[bool]]

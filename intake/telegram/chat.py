@@ -1,0 +1,587 @@
+"""What a Telegram update means, decided and stored in one transaction: linking a chat to a
+contact, a request, the follow-up choice, /status, a staff decision on a priority.
+
+No Bot API here: everything the bot says is queued in the outbox in the same transaction, so
+an update is either wholly done (and its id recorded) or not at all."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from intake.calendar import format_deadline
+from intake.clock import Clock
+from intake.config import Config
+from intake.db import store
+from intake.db.tables import (
+    TelegramChat,
+    TelegramCode,
+    TelegramLink,
+    TelegramPending,
+    TelegramUpdate,
+    Ticket,
+)
+from intake.delivery import PRIORITY_CODES, send_chat, send_reply
+from intake.domain import AttachedFile, Channel, InboundMessage, Outcome, Prediction, Priority
+from intake.replies import Reply, ReplyRenderer
+from intake.service import IntakeService, Receipt
+from intake.staff import StaffActionRefused, correct_priority, notify_priority
+
+log = logging.getLogger("intake.telegram")
+
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+CODE = re.compile(r"\d{6}")
+SUBJECT_CHARS = 80
+
+START = {"start"}
+UNLINK = {"abmelden", "unlink", "stop"}
+STATUS = {"status"}
+NEW = {"neu", "new"}
+
+
+@dataclass(frozen=True)
+class ChatEvent:
+    """One Telegram update as the bot layer hands it over (files already downloaded)."""
+
+    update_id: int
+    chat_id: int
+    received_at: datetime
+    user_id: int | None = None
+    username: str | None = None
+    language_code: str | None = None
+    private: bool = True
+    command: str | None = None  # lower case, without "/" and "@botname"
+    text: str = ""
+    message_id: int | None = None
+    callback_data: str | None = None
+    files: tuple[AttachedFile, ...] = ()
+    too_large: tuple[str, ...] = ()  # names of files over the download limit
+
+    @property
+    def language(self) -> str:
+        return "en" if (self.language_code or "").lower().startswith("en") else "de"
+
+
+@dataclass(frozen=True)
+class ChatOutcome:
+    duplicate: bool = False
+    answer: str | None = None  # a short notice for a pressed button
+    receipt: Receipt | None = None
+    queued: int = 0  # messages queued in the outbox
+
+
+class ChatService:
+    def __init__(
+        self,
+        cfg: Config,
+        sessions: sessionmaker[Session],
+        service: IntakeService,
+        bot_id: int,
+        clock: Clock,
+        on_queued: Callable[[], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.sessions = sessions
+        self.service = service
+        self.bot_id = bot_id
+        self.clock = clock
+        self.on_queued = on_queued
+        self.renderer = ReplyRenderer()
+
+    # ---- entry point -------------------------------------------------------------------
+    def handle(self, event: ChatEvent) -> ChatOutcome:
+        """Do what `event` asks in one transaction; a second delivery of it changes nothing."""
+        started = time.perf_counter()
+        prediction = self._predict(event)
+        try:
+            with self.sessions.begin() as session:
+                if self._seen(session, event.update_id):
+                    return ChatOutcome(duplicate=True)
+                session.add(
+                    TelegramUpdate(
+                        bot_id=self.bot_id, update_id=event.update_id, created_at=self.clock()
+                    )
+                )
+                session.flush()
+                outcome = self._dispatch(session, event, prediction)
+        except IntegrityError:
+            with self.sessions() as session:
+                if self._seen(session, event.update_id):
+                    return ChatOutcome(duplicate=True)
+            raise
+        if outcome.queued and self.on_queued is not None:
+            self.on_queued()
+        if outcome.receipt is not None:
+            self.service.log(self._inbound(event, "", None), outcome.receipt, started)
+        return outcome
+
+    def seen(self, update_id: int) -> bool:
+        """Whether this update was committed before (checked before downloading its files)."""
+        with self.sessions() as session:
+            return self._seen(session, update_id)
+
+    def _seen(self, session: Session, update_id: int) -> bool:
+        return (
+            session.scalar(
+                select(TelegramUpdate.id).where(
+                    TelegramUpdate.bot_id == self.bot_id, TelegramUpdate.update_id == update_id
+                )
+            )
+            is not None
+        )
+
+    def _predict(self, event: ChatEvent) -> Prediction | None:
+        """Classify before the transaction: whatever text may become a request."""
+        if event.command or event.callback_data or not (event.text.strip() or event.files):
+            return None
+        if CODE.fullmatch(event.text.strip()) or EMAIL.fullmatch(event.text.strip()):
+            return None
+        return self.service.classify(self._inbound(event, "", None))
+
+    def _dispatch(
+        self, session: Session, event: ChatEvent, prediction: Prediction | None
+    ) -> ChatOutcome:
+        if event.callback_data is not None:
+            if event.callback_data.startswith("prio:"):
+                return self._staff_decision(session, event)
+            chat = self._chat(session, event)
+            return self._follow_up_choice(session, chat, event)
+        if not event.private:
+            return ChatOutcome()  # groups (the staff chat) talk to people, not to the bot
+        chat = self._chat(session, event)
+        command = event.command
+        if command in START:
+            return self._start(session, chat, event)
+        if command in UNLINK:
+            return self._unlink(session, chat, event)
+        if command in STATUS:
+            return self._status(session, chat, event)
+        if command in NEW:
+            chat.new_request = True
+            return self._say(session, chat, event, "new_request")
+        if command is not None:
+            return self._say(session, chat, event, "help")
+        text = event.text.strip()
+        if not event.files and chat.state in ("awaiting_email", "awaiting_code"):
+            if EMAIL.fullmatch(text):
+                return self._request_code(session, chat, event, text.lower())
+            if chat.state == "awaiting_code" and CODE.fullmatch(text):
+                return self._check_code(session, chat, event, text)
+        if not text and not event.files:
+            return self._say(session, chat, event, "help")
+        return self._request(session, chat, event, prediction)
+
+    # ---- chat state --------------------------------------------------------------------
+    def _chat(self, session: Session, event: ChatEvent) -> TelegramChat:
+        chat = session.get(TelegramChat, event.chat_id, with_for_update=True)
+        if chat is None:
+            chat = TelegramChat(chat_id=event.chat_id, state="idle", new_request=False)
+            session.add(chat)
+        chat.user_id = event.user_id or chat.user_id
+        chat.username = event.username or chat.username
+        chat.language = event.language
+        chat.updated_at = self.clock()
+        session.flush()
+        return chat
+
+    def _say(
+        self,
+        session: Session,
+        chat: TelegramChat,
+        event: ChatEvent,
+        name: str,
+        buttons: tuple[tuple[tuple[str, str], ...], ...] = (),
+        ticket_id: int | None = None,
+        **values: object,
+    ) -> ChatOutcome:
+        text = self.renderer.text(name, chat.language, **values)
+        send_chat(
+            session, chat.chat_id, text, now=self.clock(), ticket_id=ticket_id, buttons=buttons
+        )
+        return ChatOutcome(queued=1)
+
+    # ---- linking -----------------------------------------------------------------------
+    def _start(self, session: Session, chat: TelegramChat, event: ChatEvent) -> ChatOutcome:
+        if chat.contact is not None:
+            return self._say(session, chat, event, "welcome_linked", email=chat.contact.email)
+        chat.state = "awaiting_email"
+        return self._say(session, chat, event, "welcome")
+
+    def _request_code(
+        self, session: Session, chat: TelegramChat, event: ChatEvent, email: str
+    ) -> ChatOutcome:
+        """Mail a code if the address is a contact's; the chat hears the same either way."""
+        now = self.clock()
+        tg = self.cfg.telegram
+        hour_ago = now - timedelta(hours=1)
+        asked = session.scalar(
+            select(func.count(TelegramCode.id)).where(
+                (TelegramCode.chat_id == chat.chat_id) | (TelegramCode.email == email),
+                TelegramCode.created_at >= hour_ago,
+            )
+        )
+        if (asked or 0) >= tg.codes_per_hour:
+            log.warning(
+                '{"event": "telegram-code-limit", "chat": %d, "address": "%s"}',
+                chat.chat_id,
+                email,
+            )
+            return self._say(session, chat, event, "code_limit")
+        for old in session.scalars(
+            select(TelegramCode).where(
+                TelegramCode.chat_id == chat.chat_id, TelegramCode.used_at.is_(None)
+            )
+        ):
+            old.used_at = now  # one live code per chat
+        contact = store.find_contact(session, email)
+        code = f"{secrets.randbelow(10**6):06d}"
+        session.add(
+            TelegramCode(
+                chat_id=chat.chat_id,
+                email=email,
+                contact_id=contact.id if contact is not None else None,
+                code_hash=_hash_code(code),
+                attempts=0,
+                expires_at=now + timedelta(minutes=tg.code_minutes),
+                created_at=now,
+            )
+        )
+        chat.state = "awaiting_code"
+        queued = 0
+        if contact is not None and contact.email:
+            language = contact.language if contact.language in ("de", "en") else chat.language
+            text = self.renderer.text(
+                "code_mail", language, code=code, minutes=tg.code_minutes, username=chat.username
+            )
+            subject = (
+                "Ihr Code für den Telegram-Chat mit dem OTRS-Support"
+                if language == "de"
+                else "Your code for the Telegram chat with OTRS support"
+            )
+            send_reply(
+                session, self.cfg, None, Reply(subject, text + "\n", ""), to=contact.email, now=now
+            )
+            queued += 1
+        log.info(
+            '{"event": "telegram-code", "chat": %d, "known": %s}',
+            chat.chat_id,
+            "true" if contact is not None else "false",
+        )
+        said = self._say(session, chat, event, "code_sent", email=email, minutes=tg.code_minutes)
+        return ChatOutcome(queued=said.queued + queued)
+
+    def _check_code(
+        self, session: Session, chat: TelegramChat, event: ChatEvent, code: str
+    ) -> ChatOutcome:
+        now = self.clock()
+        row = session.scalars(
+            select(TelegramCode)
+            .where(TelegramCode.chat_id == chat.chat_id, TelegramCode.used_at.is_(None))
+            .order_by(TelegramCode.id.desc())
+            .limit(1)
+        ).first()
+        limit = self.cfg.telegram.code_attempts
+        if row is None or row.expires_at <= now:
+            if row is not None:
+                row.used_at = now
+            chat.state = "idle"
+            return self._say(session, chat, event, "code_wrong", left=0)
+        row.attempts += 1
+        if row.contact_id is not None and hmac.compare_digest(
+            _hash_code(code, row.code_hash), row.code_hash
+        ):
+            row.used_at = now
+            self._end_links(session, chat.chat_id, now)
+            session.add(
+                TelegramLink(
+                    chat_id=chat.chat_id,
+                    user_id=chat.user_id,
+                    contact_id=row.contact_id,
+                    linked_at=now,
+                )
+            )
+            chat.contact_id = row.contact_id
+            chat.state = "idle"
+            chat.open_ticket_id = None
+            chat.new_request = False
+            session.flush()
+            session.refresh(chat)
+            contact = chat.contact
+            assert contact is not None
+            log.info(
+                '{"event": "telegram-linked", "chat": %d, "contact": %d}',
+                chat.chat_id,
+                contact.id,
+            )
+            return self._say(
+                session, chat, event, "linked", email=contact.email, customer=contact.customer.name
+            )
+        left = max(limit - row.attempts, 0)
+        if left == 0:
+            row.used_at = now
+            chat.state = "idle"
+        return self._say(session, chat, event, "code_wrong", left=left)
+
+    def _unlink(self, session: Session, chat: TelegramChat, event: ChatEvent) -> ChatOutcome:
+        contact = chat.contact
+        if contact is None:
+            chat.state = "idle"
+            return self._say(session, chat, event, "not_linked")
+        self._end_links(session, chat.chat_id, self.clock())
+        chat.contact_id = None
+        chat.open_ticket_id = None
+        chat.state = "idle"
+        log.info('{"event": "telegram-unlinked", "chat": %d}', chat.chat_id)
+        return self._say(session, chat, event, "unlinked", email=contact.email)
+
+    @staticmethod
+    def _end_links(session: Session, chat_id: int, now: datetime) -> None:
+        for link in session.scalars(
+            select(TelegramLink).where(
+                TelegramLink.chat_id == chat_id, TelegramLink.unlinked_at.is_(None)
+            )
+        ):
+            link.unlinked_at = now
+
+    # ---- requests ----------------------------------------------------------------------
+    def _status(self, session: Session, chat: TelegramChat, event: ChatEvent) -> ChatOutcome:
+        if chat.contact_id is None:
+            return self._say(session, chat, event, "not_linked")
+        language = chat.language
+        tickets = session.scalars(
+            select(Ticket)
+            .where(Ticket.contact_id == chat.contact_id, Ticket.status == "open")
+            .order_by(Ticket.deadline.is_(None), Ticket.deadline, Ticket.id)
+            .limit(20)
+        ).all()
+        rows = []
+        for ticket in tickets:
+            current = ticket.final_priority or ticket.proposed_priority
+            priority = Priority(current) if current else None
+            rows.append(
+                {
+                    "number": ticket.number,
+                    "priority": (priority.english if language == "en" else priority.value)
+                    if priority
+                    else "–",
+                    "deadline": format_deadline(ticket.deadline, self.cfg.zone, language)
+                    if ticket.deadline
+                    else "",
+                    "subject": ticket.subject or "",
+                }
+            )
+        return self._say(session, chat, event, "status", tickets=rows)
+
+    def _request(
+        self,
+        session: Session,
+        chat: TelegramChat,
+        event: ChatEvent,
+        prediction: Prediction | None,
+    ) -> ChatOutcome:
+        notes = self._too_large(session, chat, event)
+        contact = chat.contact
+        if contact is None or not contact.email:
+            # Unlinked: stored and held as from an unknown sender; the reply explains linking.
+            chat.state = "idle"
+            msg = self._inbound(event, f"telegram:{chat.chat_id}", None)
+            return self._record(session, chat, msg, prediction, notes)
+        open_ticket = chat.open_ticket
+        if open_ticket is not None and open_ticket.status == "open" and not chat.new_request:
+            pending = TelegramPending(
+                chat_id=chat.chat_id,
+                ticket_id=open_ticket.id,
+                message={
+                    "text": event.text,
+                    "message_id": event.message_id,
+                    "update_id": event.update_id,
+                    "files": [
+                        {"name": f.filename, "type": f.content_type, "size": len(f.data)}
+                        for f in event.files
+                    ],
+                },
+                files=b"".join(f.data for f in event.files) or None,
+                received_at=event.received_at,
+            )
+            session.add(pending)
+            session.flush()
+            yes, new = (
+                ("Add to ticket", "New request")
+                if chat.language == "en"
+                else (
+                    "Zu diesem Ticket",
+                    "Neue Anfrage",
+                )
+            )
+            said = self._say(
+                session,
+                chat,
+                event,
+                "ask_follow_up",
+                buttons=(
+                    (
+                        (f"{yes} {open_ticket.number}", f"fu:{pending.id}:add"),
+                        (new, f"fu:{pending.id}:new"),
+                    ),
+                ),
+                number=open_ticket.number,
+                subject=(open_ticket.subject or "")[:60],
+            )
+            return ChatOutcome(queued=said.queued + notes)
+        chat.new_request = False
+        msg = self._inbound(event, contact.email, None)
+        return self._record(session, chat, msg, prediction, notes)
+
+    def _follow_up_choice(
+        self, session: Session, chat: TelegramChat, event: ChatEvent
+    ) -> ChatOutcome:
+        _, _, rest = (event.callback_data or "").partition(":")
+        pending_id, _, choice = rest.partition(":")
+        pending = (
+            session.get(TelegramPending, int(pending_id), with_for_update=True)
+            if pending_id.isdigit()
+            else None
+        )
+        if pending is None or pending.chat_id != chat.chat_id or choice not in ("add", "new"):
+            done = "Already done." if chat.language == "en" else "Bereits erledigt."
+            return ChatOutcome(answer=done)
+        contact = chat.contact
+        ticket = session.get_one(Ticket, pending.ticket_id)
+        data = pending.message
+        files, offset = [], 0
+        blob = pending.files or b""
+        for meta in data.get("files", []):
+            files.append(
+                AttachedFile(meta["name"], meta["type"], blob[offset : offset + meta["size"]])
+            )
+            offset += meta["size"]
+        original = ChatEvent(
+            update_id=int(data.get("update_id") or event.update_id),
+            chat_id=chat.chat_id,
+            received_at=pending.received_at,
+            text=data.get("text", ""),
+            message_id=data.get("message_id"),
+            files=tuple(files),
+        )
+        session.delete(pending)
+        if contact is None or not contact.email:
+            msg = self._inbound(original, f"telegram:{chat.chat_id}", None)
+            return self._record(session, chat, msg, self.service.classify(msg), 0)
+        number = ticket.number if choice == "add" else None
+        msg = self._inbound(original, contact.email, number)
+        outcome = self._record(session, chat, msg, self.service.classify(msg), 0)
+        receipt = outcome.receipt
+        queued = outcome.queued
+        if receipt is not None and receipt.outcome is Outcome.FOLLOW_UP:
+            queued += self._say(
+                session, chat, event, "added", ticket_id=ticket.id, number=ticket.number
+            ).queued
+        answer = (
+            ("Added." if chat.language == "en" else "Hinzugefügt.")
+            if number
+            else ("New request." if chat.language == "en" else "Neue Anfrage.")
+        )
+        return ChatOutcome(answer=answer, receipt=receipt, queued=queued)
+
+    def _record(
+        self,
+        session: Session,
+        chat: TelegramChat,
+        msg: InboundMessage,
+        prediction: Prediction | None,
+        notes: int,
+    ) -> ChatOutcome:
+        receipt = self.service.record(session, msg, prediction)
+        if receipt.ticket_number is not None:
+            ticket = session.scalars(
+                select(Ticket).where(Ticket.number == receipt.ticket_number)
+            ).first()
+            if ticket is not None and ticket.status == "open":
+                chat.open_ticket_id = ticket.id
+        return ChatOutcome(receipt=receipt, queued=int(receipt.reply_queued) + notes)
+
+    def _too_large(self, session: Session, chat: TelegramChat, event: ChatEvent) -> int:
+        if not event.too_large:
+            return 0
+        limit = self.cfg.telegram.max_file_bytes // (1024 * 1024)
+        names = ", ".join(event.too_large)
+        return self._say(
+            session, chat, event, "too_large", names=names, count=len(event.too_large), limit=limit
+        ).queued
+
+    def _inbound(self, event: ChatEvent, sender: str, ticket_number: str | None) -> InboundMessage:
+        text = event.text.strip()
+        first = text.splitlines()[0] if text else ""
+        subject = first if len(first) <= SUBJECT_CHARS else first[: SUBJECT_CHARS - 1] + "…"
+        if not subject and event.files:
+            subject = event.files[0].filename
+        return InboundMessage(
+            channel=Channel.TELEGRAM,
+            sender=sender,
+            subject=subject,
+            body=text,
+            received_at=event.received_at,
+            sender_name=event.username or "",
+            message_id=f"telegram-{event.chat_id}-{event.message_id or event.update_id}@{self.bot_id}",
+            attachments=event.files,
+            chat_id=event.chat_id,
+            ticket_number=ticket_number,
+        )
+
+    # ---- staff -------------------------------------------------------------------------
+    def _staff_decision(self, session: Session, event: ChatEvent) -> ChatOutcome:
+        """A button under a staff alert: confirm or correct the proposed priority."""
+        staff_chat = self.cfg.telegram.staff_chat_id
+        if staff_chat is None or event.chat_id != staff_chat:
+            log.warning(
+                '{"event": "telegram-staff-refused", "chat": %d, "user": %s}',
+                event.chat_id,
+                event.user_id,
+            )
+            return ChatOutcome(answer="Nicht erlaubt.")
+        parts = (event.callback_data or "").split(":")
+        number, code = (parts[1], parts[2]) if len(parts) == 3 else ("", "")
+        priority = PRIORITY_CODES.get(code)
+        if priority is None:
+            return ChatOutcome(answer="Unbekannte Priorität.")
+        staff = f"telegram:@{event.username}" if event.username else f"telegram:{event.user_id}"
+        now = self.clock()
+        try:
+            result = correct_priority(
+                session, self.cfg, number, priority, staff, "Im Telegram-Staff-Chat", now
+            )
+        except StaffActionRefused as exc:
+            return ChatOutcome(answer=str(exc))
+        queued = 0
+        changed = result.old is not priority
+        if changed and notify_priority(session, self.cfg, number, now):
+            queued += 1
+        text = self.renderer.text(
+            "staff_done",
+            "de",
+            number=number,
+            priority=priority.value,
+            old=result.old.value if result.old else "–",
+            changed=changed,
+            staff=staff.removeprefix("telegram:"),
+        )
+        send_chat(session, staff_chat, text, now=now)
+        return ChatOutcome(answer=f"{number}: {priority.value}", queued=queued + 1)
+
+
+def _hash_code(code: str, stored: str | None = None) -> str:
+    """'salt$sha256(salt:code)'; with `stored`, hash with that row's salt to compare."""
+    salt = stored.partition("$")[0] if stored else secrets.token_hex(8)
+    digest = hashlib.sha256(f"{salt}:{code}".encode()).hexdigest()
+    return f"{salt}${digest}"

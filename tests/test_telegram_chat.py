@@ -1,0 +1,154 @@
+"""Linking rules of the ChatService with a clock the test moves: expiry, attempts, the limit."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from classifier.model import PriorityModel
+from intake.config import Config
+from intake.db.tables import Message, OutboxItem, TelegramChat, TelegramCode
+from intake.service import IntakeService
+from intake.telegram.chat import ChatEvent, ChatService
+from tests.conftest import FIXED_NOW, make_config
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, sqlite_url: str) -> Config:
+    return make_config(
+        tmp_path, sqlite_url, INTAKE_TELEGRAM__ENABLED="true", INTAKE_TELEGRAM__TOKEN="1:x"
+    )
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(FIXED_NOW)
+
+
+@pytest.fixture
+def chat(
+    cfg: Config, sessions: sessionmaker[Session], model: PriorityModel, clock: Clock
+) -> ChatService:
+    return ChatService(cfg, sessions, IntakeService(cfg, sessions, model), 1, clock)
+
+
+class Chat:
+    """One customer's chat: each say() is a new update."""
+
+    def __init__(self, service: ChatService, clock: Clock, chat_id: int = 42) -> None:
+        self.service, self.clock, self.chat_id, self.update = service, clock, chat_id, 0
+
+    def say(self, text: str) -> None:
+        self.update += 1
+        command = text[1:] if text.startswith("/") else None
+        self.service.handle(
+            ChatEvent(
+                update_id=self.chat_id * 1000 + self.update,
+                chat_id=self.chat_id,
+                received_at=self.clock(),
+                command=command,
+                text="" if command else text,
+                message_id=self.update,
+            )
+        )
+
+
+def chat_texts(sessions: sessionmaker[Session], chat_id: int) -> list[str]:
+    with sessions() as session:
+        rows = session.scalars(
+            select(Message)
+            .where(Message.channel == "telegram", Message.recipient == str(chat_id))
+            .order_by(Message.id)
+        )
+        return [m.body_text for m in rows]
+
+
+def mailed_code(sessions: sessionmaker[Session]) -> str:
+    with sessions() as session:
+        mail = session.scalars(
+            select(Message).where(Message.channel == "email").order_by(Message.id.desc())
+        ).first()
+    assert mail is not None
+    return mail.body_text.split("Ihr Code: ")[1][:6]
+
+
+def state(sessions: sessionmaker[Session], chat_id: int = 42) -> TelegramChat:
+    with sessions() as session:
+        return session.get_one(TelegramChat, chat_id)
+
+
+def test_a_code_expires_after_fifteen_minutes(
+    chat: ChatService, sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    user = Chat(chat, clock)
+    user.say("/start")
+    user.say("it@muster.example")
+    code = mailed_code(sessions)
+    clock.now += timedelta(minutes=15, seconds=1)
+    user.say(code)
+    assert "abgelaufen" in chat_texts(sessions, 42)[-1]
+    assert state(sessions).contact_id is None
+
+
+def test_a_code_within_its_time_links_the_chat(
+    chat: ChatService, sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    user = Chat(chat, clock)
+    user.say("/start")
+    user.say("it@muster.example")
+    clock.now += timedelta(minutes=14)
+    code = mailed_code(sessions)
+    user.say(code)
+    assert state(sessions).contact_id is not None
+    with sessions() as session:
+        [row] = session.scalars(select(TelegramCode)).all()
+        assert row.used_at is not None and code not in row.code_hash
+
+
+def test_five_wrong_codes_void_the_code_even_the_right_one_after(
+    chat: ChatService, sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    user = Chat(chat, clock)
+    user.say("/start")
+    user.say("it@muster.example")
+    code = mailed_code(sessions)
+    wrong = [c for c in ("111111", "222222", "333333", "444444", "555555", "666666") if c != code]
+    for guess in wrong[:5]:
+        user.say(guess)
+    user.say(code)
+    assert state(sessions).contact_id is None
+
+
+def test_codes_per_hour_are_limited_per_chat_and_per_address(
+    chat: ChatService, sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    user = Chat(chat, clock)
+    user.say("/start")
+    for _ in range(4):
+        user.say("it@muster.example")
+    other = Chat(chat, clock, chat_id=43)
+    other.say("/start")
+    other.say("it@muster.example")  # a second chat cannot flood the same address
+    with sessions() as session:
+        mails = session.scalars(select(OutboxItem).where(OutboxItem.channel == "email")).all()
+    assert len(mails) == 3
+    assert "mehrere Codes" in chat_texts(sessions, 42)[-1]
+    assert "mehrere Codes" in chat_texts(sessions, 43)[-1]
+    clock.now += timedelta(hours=1, seconds=1)
+    other.say("it@muster.example")
+    with sessions() as session:
+        assert (
+            len(session.scalars(select(OutboxItem).where(OutboxItem.channel == "email")).all()) == 4
+        )
