@@ -141,6 +141,18 @@ def sqlite_url(tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A migrated PostgreSQL database of the test's own (several instances share it)."""
+    name = create_pg_database(pg_server)
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        drop_pg_database(pg_server, name)
+
+
 def make_config(tmp_path: Path, db_url: str, **overrides: str) -> Config:
     env = {
         "INTAKE_DATABASE__URL": db_url,

@@ -1,21 +1,29 @@
-"""Faults with real processes: kill -9 in the middle of a burst loses and doubles nothing."""
+"""Faults with real processes: kill -9 mid-burst, a full disk, the database going away."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import signal
 import smtplib
 import subprocess
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from classifier.model import PriorityModel
 from intake.db.engine import make_engine, make_sessions
-from tests.conftest import ROOT, free_port
+from intake.db.migrate import upgrade
+from tests.conftest import ROOT, free_port, make_config, missing_service
 from tests.factories import make_mail
+from tests.servers import AppThread
 from tests.test_cli import INTAKE, environment, intake, wait_for_port
 
 
@@ -167,3 +175,94 @@ def test_a_full_disk_answers_451_and_keeps_nothing_half_stored(tmp_path: Path, m
     finally:
         # Lazy: detached at once, freed when the last file on it is closed.
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own (scripts/start-private-pg.sh) that it may stop."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.bin = ""
+
+    def start(self) -> None:
+        done = subprocess.run(
+            [
+                "bash",
+                str(ROOT / "scripts" / "start-private-pg.sh"),
+                str(self.workdir),
+                str(self.port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"private PostgreSQL did not start: {done.stderr[-2000:]}")
+        self.bin = done.stdout.strip().splitlines()[-1]
+
+    def stop(self) -> None:
+        as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run(
+            [
+                *as_user,
+                f"{self.bin}/pg_ctl",
+                "-D",
+                str(self.workdir / "data"),
+                "-m",
+                "immediate",
+                "stop",
+            ],
+            capture_output=True,
+            timeout=30,
+            check=True,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/intake"
+
+
+@pytest.fixture
+def private_pg(tmp_path: Path) -> Iterator[PrivatePostgres]:
+    if shutil.which("initdb") is None and not list(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb")
+    ):
+        missing_service("initdb (PostgreSQL server binaries) is not installed")
+    workdir = Path(tempfile.mkdtemp(prefix="intake-pg-"))
+    workdir.chmod(0o755)
+    server = PrivatePostgres(workdir / "pg")
+    server.start()
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(Exception):
+            server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_database_away_during_data_answers_451_and_the_retry_is_stored_once(
+    tmp_path: Path, private_pg: PrivatePostgres, model: PriorityModel
+) -> None:
+    upgrade(private_pg.url)
+    cfg = make_config(tmp_path, private_pg.url)
+    first = make_mail(subject="Vor dem Ausfall")
+    during = make_mail(subject="Während des Ausfalls")
+    with AppThread(cfg, model) as running:
+        with smtplib.SMTP("127.0.0.1", running.port, timeout=30) as client:
+            assert client.sendmail("it@muster.example", ["support@example.com"], first) == {}
+        private_pg.stop()
+        with (
+            smtplib.SMTP("127.0.0.1", running.port, timeout=30) as client,
+            pytest.raises(smtplib.SMTPDataError) as refused,
+        ):
+            client.sendmail("it@muster.example", ["support@example.com"], during)
+        assert refused.value.smtp_code == 451  # the sending server keeps it and retries
+        private_pg.start()
+        with smtplib.SMTP("127.0.0.1", running.port, timeout=30) as client:  # the retry
+            assert client.sendmail("it@muster.example", ["support@example.com"], during) == {}
+            assert client.sendmail("it@muster.example", ["support@example.com"], during) == {}
+    sessions = make_sessions(make_engine(private_pg.url))
+    with sessions() as session:
+        subjects = session.execute(text("select subject from tickets order by id")).scalars().all()
+    assert subjects == ["Vor dem Ausfall", "Während des Ausfalls"]

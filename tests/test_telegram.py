@@ -462,3 +462,29 @@ def _import_examples(cfg: Config, sessions: sessionmaker[Session]) -> None:
         import_customers(
             session, parse_customers(ROOT / "examples" / "customers.yaml"), cfg, FIXED_NOW
         )
+
+
+def test_two_instances_share_one_bot_and_the_other_takes_over(
+    tmp_path: Path, pg_url: str, api: FakeBotAPI, model: PriorityModel
+) -> None:
+    """On one PostgreSQL database one instance polls the bot (advisory lock); when it stops,
+    the other one takes over, and nothing is done twice."""
+    first_cfg = telegram_config(tmp_path / "a", pg_url, api)
+    second_cfg = telegram_config(tmp_path / "b", pg_url, api)
+    sessions = db(first_cfg)
+    second = BotApp(second_cfg, model).__enter__()
+    try:
+        with BotApp(first_cfg, model):
+            for chat in range(101, 104):
+                api.push_text(chat, SMALL)
+            for chat in range(101, 104):
+                wait_chat(api, chat, 1)
+        for chat in range(104, 107):  # the first instance is gone
+            api.push_text(chat, SMALL)
+        for chat in range(104, 107):
+            wait_chat(api, chat, 1, timeout=15)
+        time.sleep(0.5)
+    finally:
+        second.__exit__(None, None, None)
+    assert [len(api.sent_to(chat)) for chat in range(101, 107)] == [1] * 6
+    assert sorted(t.sender for t in tickets(sessions)) == [f"telegram:{c}" for c in range(101, 107)]
