@@ -182,10 +182,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
+    from classifier.model import ModelRefused
+    from classifier.registry import ModelRegistry, UnknownVersion
+
+    # The model first: reading it makes short-lived garbage, which is handed back before the
+    # web and bot libraries load, so the peak stays lower (docs/BENCHMARKS.md, memory).
+    try:
+        model = ModelRegistry(cfg.classifier.models_dir).load(
+            review_below=cfg.classifier.review_below
+        )
+    except (UnknownVersion, ModelRefused) as exc:
+        print(f"intake: no usable model: {exc}", file=sys.stderr)
+        return 2
+
     from intake.app import IntakeApp, NotMigrated
 
     try:
-        app = IntakeApp(cfg)
+        app = IntakeApp(cfg, model=model)
     except NotMigrated as exc:
         print(f"intake: {exc}", file=sys.stderr)
         return 2

@@ -157,7 +157,7 @@ def create_app(
                 next=next,
                 error="Zu viele Fehlversuche. Bitte später erneut versuchen.",
             )
-        with sessions() as session:
+        with sessions.begin() as session:  # a login may upgrade an old password hash
             ok = check_login(session, name, password)
         if not ok:
             limiter.failed(key)
