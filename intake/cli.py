@@ -37,6 +37,21 @@ from intake.domain import ContractModel, Priority
 log = logging.getLogger("intake")
 
 
+class RedactingFormatter(logging.Formatter):
+    """Writes `***` for every configured secret, wherever a library puts one (the bot token
+    is part of every Bot API URL), including tracebacks."""
+
+    def __init__(self, fmt: str, secrets: Sequence[str]) -> None:
+        super().__init__(fmt)
+        self.secrets = sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -45,13 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"intake: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=cfg.log_level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", cfg.secrets())
     )
+    logging.basicConfig(level=cfg.log_level, handlers=[handler])
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP command
+    # httpx logs every request's URL, and a Bot API URL holds the bot's token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     try:
         result: int = args.func(cfg, args)
     except OperationalError as exc:

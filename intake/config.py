@@ -346,6 +346,16 @@ class Config(Section):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    def secrets(self) -> list[str]:
+        """The values of SECRET_KEYS that are set (for the log's redaction)."""
+        found = []
+        for key in SECRET_KEYS:
+            section, name = key.split(".")
+            value = getattr(getattr(self, section), name)
+            if isinstance(value, SecretStr):
+                found.append(value.get_secret_value())
+        return found
+
 
 def load_config(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Read the YAML file, apply environment overrides and validate; raise ConfigError on any fault.

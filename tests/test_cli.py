@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import ROOT, free_port
 from tests.factories import make_mail
+from tests.fake_botapi import FakeBotAPI
 from tests.servers import wait_for_files
 from tests.test_smtp import send
 
@@ -139,6 +140,14 @@ def test_secrets_never_appear_in_the_log(tmp_path: Path, db_url: str) -> None:
         "INTAKE_WEB__SECRET_KEY": "another-" + secret,
         "INTAKE_LOG_LEVEL": "DEBUG",
     }
+    api = FakeBotAPI(token := "987654:" + secret).start()
+    env |= {
+        "INTAKE_TELEGRAM__ENABLED": "true",
+        "INTAKE_TELEGRAM__TOKEN": token,
+        "INTAKE_TELEGRAM__BASE_URL": api.base_url,
+        "INTAKE_TELEGRAM__BASE_FILE_URL": api.base_file_url,
+        "INTAKE_TELEGRAM__POLL_TIMEOUT": "1",
+    }
     assert (
         intake(env, "customers", "import", str(ROOT / "examples" / "customers.yaml")).returncode
         == 0
@@ -147,10 +156,13 @@ def test_secrets_never_appear_in_the_log(tmp_path: Path, db_url: str) -> None:
     try:
         wait_for_port(port, proc)
         assert send(port, make_mail())[0] == 250
+        api.push_text(5, "/start")  # the bot polls, answers, and its calls are logged
+        api.wait_sent(1)
         time.sleep(1.5)  # the outbox tries the relay and logs the failure
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(15)
+        api.stop()
     log = proc.stderr.read() if proc.stderr else ""
-    assert "outbox" in log and "retry" in log
+    assert "outbox" in log and "retry" in log and "getUpdates" in log
     assert secret not in log

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from classifier.model import PriorityModel
 from intake.config import Config
-from intake.db.tables import Message, OutboxItem, TelegramChat, TelegramCode
+from intake.db.tables import Message, OutboxItem, TelegramChat, TelegramCode, Ticket
 from intake.service import IntakeService
 from intake.telegram.chat import ChatEvent, ChatService
 from tests.conftest import FIXED_NOW, make_config
@@ -152,3 +152,17 @@ def test_codes_per_hour_are_limited_per_chat_and_per_address(
         assert (
             len(session.scalars(select(OutboxItem).where(OutboxItem.channel == "email")).all()) == 4
         )
+
+
+def test_an_address_written_by_a_linked_customer_is_a_request_with_a_priority(
+    chat: ChatService, sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    user = Chat(chat, clock)
+    user.say("/start")
+    user.say("it@muster.example")
+    user.say(mailed_code(sessions))
+    user.say("kollege@muster.example")
+    with sessions() as session:
+        [ticket] = session.scalars(select(Ticket)).all()
+    assert ticket.status == "open" and ticket.proposed_priority is not None
+    assert "Priorität:" in chat_texts(sessions, 42)[-1]

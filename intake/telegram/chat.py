@@ -396,6 +396,8 @@ class ChatService:
             # Unlinked: stored and held as from an unknown sender; the reply explains linking.
             chat.state = "idle"
             msg = self._inbound(event, f"telegram:{chat.chat_id}", None)
+            if prediction is None:
+                prediction = self.service.classify(msg)
             return self._record(session, chat, msg, prediction, notes)
         open_ticket = chat.open_ticket
         if open_ticket is not None and open_ticket.status == "open" and not chat.new_request:
@@ -441,6 +443,8 @@ class ChatService:
             return ChatOutcome(queued=said.queued + notes)
         chat.new_request = False
         msg = self._inbound(event, contact.email, None)
+        if prediction is None:  # text that only looked like an address or a code
+            prediction = self.service.classify(msg)
         return self._record(session, chat, msg, prediction, notes)
 
     def _follow_up_choice(
