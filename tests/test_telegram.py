@@ -269,6 +269,19 @@ def test_unlinked_user_is_held_for_staff_and_told_how_to_link(
     assert "/start" in answer
 
 
+def test_a_command_without_its_entity_is_still_a_command(
+    tmp_path: Path, sqlite_url: str, api: FakeBotAPI, model: PriorityModel
+) -> None:
+    cfg = telegram_config(tmp_path, sqlite_url, api)
+    sessions = db(cfg)
+    update = api.text_update(6, "/start")
+    del update["message"]["entities"]
+    with BotApp(cfg, model):
+        api.push_update(update)
+        assert "E-Mail-Adresse" in wait_chat(api, 6, 1)[0]
+    assert tickets(sessions) == []
+
+
 def test_english_speaker_is_greeted_in_english(
     tmp_path: Path, sqlite_url: str, api: FakeBotAPI, model: PriorityModel
 ) -> None:

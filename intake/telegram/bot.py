@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -39,6 +40,7 @@ from intake.telegram.chat import ChatEvent, ChatOutcome, ChatService
 log = logging.getLogger("intake.telegram")
 
 ALLOWED_UPDATES = ["message", "callback_query"]
+COMMAND = re.compile(r"/[A-Za-z0-9_]{1,32}(@\w+)?(\s|$)")
 SEND_TIMEOUT = 30.0
 
 
@@ -133,11 +135,14 @@ class TelegramChannel:
         tg = self.cfg.telegram
         if tg.mode == "webhook":
             assert tg.webhook_url is not None and tg.webhook_secret is not None
-            await self.bot.set_webhook(
-                tg.webhook_url,
-                secret_token=tg.webhook_secret.get_secret_value(),
-                allowed_updates=ALLOWED_UPDATES,
-            )
+            try:
+                await self.bot.set_webhook(
+                    tg.webhook_url,
+                    secret_token=tg.webhook_secret.get_secret_value(),
+                    allowed_updates=ALLOWED_UPDATES,
+                )
+            except TelegramError as exc:  # posts with the right secret are still taken
+                log.error("telegram: setWebhook failed (%s); set the webhook by hand", exc)
         self._ready.set()
         log.info(
             '{"event": "telegram-started", "bot": "%s", "mode": "%s"}', self.bot.username, tg.mode
@@ -153,7 +158,7 @@ class TelegramChannel:
                 leader = await asyncio.to_thread(lock.__enter__)
                 try:
                     if leader:
-                        await self.bot.delete_webhook()
+                        await self._drop_webhook()
                         await self._poll()
                 finally:
                     await asyncio.shield(asyncio.to_thread(lock.__exit__, None, None, None))
@@ -163,6 +168,13 @@ class TelegramChannel:
             except Exception as exc:
                 log.warning("telegram: polling stopped (%s); again in %.0f s", exc, retry)
                 await asyncio.sleep(retry)
+
+    async def _drop_webhook(self) -> None:
+        """getUpdates does not work while a webhook is set; a failure here is only logged."""
+        try:
+            await self.bot.delete_webhook()
+        except TelegramError as exc:
+            log.warning("telegram: deleteWebhook failed (%s); polling anyway", exc)
 
     async def _poll(self) -> None:
         timeout = self.cfg.telegram.poll_timeout
@@ -199,6 +211,10 @@ class TelegramChannel:
     async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         assert message is not None
+        if message.text and COMMAND.match(message.text):
+            # "/start" without its bot_command entity (some clients and bridges omit it)
+            await self._on_command(update, context)
+            return
         chat = self._service()
         if message.chat.type == "private" and await asyncio.to_thread(chat.seen, update.update_id):
             return
