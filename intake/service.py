@@ -202,7 +202,12 @@ class IntakeService:
         )
         session.add(inbound)
         session.flush()
-        limit = self.cfg.mail.max_attachment_bytes
+        # A mail keeps its raw bytes, so a large attachment is still there; a chat file is not.
+        limit = (
+            self.cfg.telegram.max_file_bytes
+            if msg.channel is Channel.TELEGRAM
+            else self.cfg.mail.max_attachment_bytes
+        )
         for file in msg.attachments:
             session.add(
                 Attachment(

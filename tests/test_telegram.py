@@ -375,12 +375,17 @@ def test_photos_and_documents_are_kept_and_oversized_files_named(
     cfg = telegram_config(tmp_path, sqlite_url, api)
     sessions = db(cfg)
     _import_examples(cfg, sessions)
+    big = b"%PDF" + bytes(12 * 1024 * 1024)  # more than a mail attachment keeps (10 MB)
     with BotApp(cfg, model):
         link(api, tmp_path / "maildir", 50, "it@muster.example")
         api.push_photo(50, b"\xff\xd8 jpeg bytes", caption=SMALL)
         wait_chat(api, 50, 4)
         api.push_text(50, "/neu")
         wait_chat(api, 50, 5)
+        api.push_document(50, big, file_name="protokoll.pdf", mime_type="application/pdf")
+        wait_chat(api, 50, 6)
+        api.push_text(50, "/neu")
+        wait_chat(api, 50, 7)
         api.push_document(
             50,
             b"x",
@@ -389,13 +394,14 @@ def test_photos_and_documents_are_kept_and_oversized_files_named(
             caption="Der komplette Datenbank-Dump als Anhang",
             file_size=25 * 1024 * 1024,
         )
-        texts = wait_chat(api, 50, 7)
-    assert any("dump.tar" in t and "20 MB" in t for t in texts[5:])
+        texts = wait_chat(api, 50, 9)
+    assert any("dump.tar" in t and "20 MB" in t for t in texts[7:])
     with sessions() as session:
         files = session.scalars(select(Attachment).order_by(Attachment.id)).all()
-        assert [f.data for f in files] == [b"\xff\xd8 jpeg bytes"]
+        assert [f.filename for f in files][1:] == ["protokoll.pdf"]
         assert files[0].filename.startswith("foto-") and files[0].content_type == "image/jpeg"
-    assert len(tickets(sessions)) == 2  # the oversized file's message is still a request
+        assert files[0].data == b"\xff\xd8 jpeg bytes" and files[1].data == big
+    assert len(tickets(sessions)) == 3  # the oversized file's message is still a request
 
 
 def test_staff_correct_a_priority_by_button(
