@@ -16,6 +16,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
 from classifier.model import PriorityModel
@@ -25,6 +26,7 @@ from tests.conftest import ROOT, free_port, make_config, missing_service
 from tests.factories import make_mail
 from tests.servers import AppThread
 from tests.test_cli import INTAKE, environment, intake, wait_for_port
+from tests.test_outbox import Sink
 
 
 def burst(
@@ -266,3 +268,59 @@ def test_database_away_during_data_answers_451_and_the_retry_is_stored_once(
     with sessions() as session:
         subjects = session.execute(text("select subject from tickets order by id")).scalars().all()
     assert subjects == ["Vor dem Ausfall", "Während des Ausfalls"]
+
+
+@pytest.mark.slow
+def test_relay_down_then_back_every_reply_goes_out_exactly_once(tmp_path: Path) -> None:
+    """`intake serve` relays by SMTP to a server that is not there yet: mail is accepted, the
+    replies wait in the outbox; once the relay is up each goes out once, none twice."""
+    url = f"sqlite:///{tmp_path / 'intake.db'}"
+    port, relay_port = free_port(), free_port()
+    env = environment(tmp_path, url, port) | {
+        "INTAKE_RELAY__MODE": "smtp",
+        "INTAKE_RELAY__HOST": "127.0.0.1",
+        "INTAKE_RELAY__PORT": str(relay_port),
+        "INTAKE_OUTBOX__POLL_SECONDS": "0.2",
+        "INTAKE_OUTBOX__RETRY_BASE_SECONDS": "0.3",
+        "INTAKE_OUTBOX__RETRY_MAX_SECONDS": "1",
+        "INTAKE_OUTBOX__LEASE_SECONDS": "2",
+    }
+    assert intake(env, "db", "upgrade").returncode == 0
+    assert (
+        intake(env, "customers", "import", str(ROOT / "examples" / "customers.yaml")).returncode
+        == 0
+    )
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=relay_port)
+    proc = subprocess.Popen([*INTAKE, "serve"], env=env, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc)
+        for i in range(5):
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+                raw = make_mail(subject=f"Frage {i}", message_id=f"<relay-{i}@muster.example>")
+                assert client.sendmail("it@muster.example", ["support@example.com"], raw) == {}
+        time.sleep(1.5)  # several failed attempts against the missing relay
+        assert sink.received == []
+        controller.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(sink.received) < 5:
+            time.sleep(0.1)
+        time.sleep(3)  # longer than a lease: nothing may go out a second time
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        with contextlib.suppress(Exception):
+            controller.stop()
+    subjects = sorted(
+        str(message_from_bytes(raw, policy=policy.default)["Subject"])
+        for _, _, raw in sink.received
+    )
+    assert subjects == [f"[Ticket#{n}] Re: Frage {i}" for i, n in enumerate(_numbers(url))]
+    with make_sessions(make_engine(url))() as session:
+        attempts = session.execute(text("select min(attempts) from outbox")).scalar_one()
+    assert attempts >= 2  # each reply was tried while the relay was away
+
+
+def _numbers(url: str) -> list[str]:
+    with make_sessions(make_engine(url))() as session:
+        return list(session.execute(text("select number from tickets order by id")).scalars())
