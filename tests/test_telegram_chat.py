@@ -166,3 +166,42 @@ def test_an_address_written_by_a_linked_customer_is_a_request_with_a_priority(
         [ticket] = session.scalars(select(Ticket)).all()
     assert ticket.status == "open" and ticket.proposed_priority is not None
     assert "Priorität:" in chat_texts(sessions, 42)[-1]
+
+
+def test_staff_see_a_chat_ticket_and_a_correction_is_told_in_the_chat(
+    cfg: Config, chat: ChatService, sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from intake.db.tables import Staff
+    from intake.web.app import create_app
+    from intake.web.auth import hash_password
+    from tests.test_web import PASSWORD, csrf_of, login
+
+    user = Chat(chat, clock)
+    user.say("/start")
+    user.say("it@muster.example")
+    user.say(mailed_code(sessions))
+    user.say("Kleine Frage: wie ändere ich die Farbe der Ticketübersicht?")
+    with sessions.begin() as session:
+        session.add(Staff(name="anna", password_hash=hash_password(PASSWORD), created_at=clock()))
+        ticket = session.scalars(select(Ticket)).one()
+        number, proposed = ticket.number, ticket.proposed_priority
+    client = TestClient(create_app(cfg, sessions, clock), follow_redirects=False)
+    assert login(client) == 303
+    queue = client.get("/")
+    assert number and number in queue.text and "telegram" in queue.text
+    page = client.get(f"/tickets/{number}")
+    assert "Farbe der Ticketübersicht" in page.text
+    new = "Hoch" if proposed != "Hoch" else "Mittel"
+    done = client.post(
+        f"/tickets/{number}/priority",
+        data={
+            "priority": new,
+            "reason": "Vorschlag bestätigt",
+            "notify": "1",
+            "csrf": csrf_of(page.text),
+        },
+    )
+    assert done.status_code == 303
+    assert f"Priorität auf {new} festgelegt" in chat_texts(sessions, 42)[-1]
