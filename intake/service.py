@@ -240,8 +240,15 @@ class IntakeService:
         if failing is not None and now - failing < timedelta(days=mail.failing_days):
             log.info('{"event": "reply-skipped", "address": "%s", "why": "bounced"}', address)
             return False
+        if not mail.reply_limits:
+            return True
+        # One query for every window: the times of the latest replies within the longest one.
+        longest = max(minutes for minutes, _ in mail.reply_limits)
+        most = max(limit for _, limit in mail.reply_limits)
+        times = store.reply_times(session, address, now - timedelta(minutes=longest), most)
         for minutes, limit in mail.reply_limits:
-            sent = store.replies_since(session, address, now - timedelta(minutes=minutes))
+            since = now - timedelta(minutes=minutes)
+            sent = sum(1 for t in times if t >= since)
             if sent >= limit:
                 log.warning(
                     '{"event": "reply-rate-limited", "address": "%s", "replies": %d, "minutes": %d}',

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -267,3 +267,24 @@ def test_replies_to_one_address_are_rate_limited_with_an_alert(
         "reply-rate-limited" in r.message and "stranger@elsewhere.example" in r.message
         for r in caplog.records
     )
+
+
+def test_every_reply_window_counts_on_its_own(
+    cfg: Config, sessions: sessionmaker[Session], model: PriorityModel
+) -> None:
+    """At most one reply a minute and three an hour: the short window blocks a quick second
+    message, the long one the fourth reply."""
+    limited = cfg.model_copy(
+        update={"mail": cfg.mail.model_copy(update={"reply_limits": ((1, 1), (60, 3))})}
+    )
+    service = IntakeService(limited, sessions, model)
+    minutes = [0, 0.5, 2, 4, 6]
+    receipts = [
+        receive(
+            service,
+            make_mail(sender="stranger@elsewhere.example", subject=f"Frage {i}", body=f"Nr. {i}"),
+            at=FRIDAY_1600_BERLIN + timedelta(minutes=m),
+        )
+        for i, m in enumerate(minutes)
+    ]
+    assert [r.reply_queued for r in receipts] == [True, False, True, True, False]

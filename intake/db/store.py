@@ -242,14 +242,17 @@ def replied_to(session: Session, address: str) -> bool:
     )
 
 
-def replies_since(session: Session, address: str, since: datetime) -> int:
-    return int(
-        session.scalar(
-            select(func.count(Message.id)).where(
+def reply_times(session: Session, address: str, since: datetime, limit: int) -> list[datetime]:
+    """When we wrote to `address` since `since`, the latest `limit` times."""
+    return list(
+        session.scalars(
+            select(Message.created_at)
+            .where(
                 Message.direction == "out",
                 Message.recipient == address,
                 Message.created_at >= since,
             )
+            .order_by(Message.created_at.desc())
+            .limit(limit)
         )
-        or 0
     )
