@@ -115,6 +115,25 @@ def code_from_mail(maildir: Path, address: str) -> str:
     return match.group(1)
 
 
+def inbound_of(sessions: sessionmaker[Session], ticket_id: int) -> list[Message]:
+    with sessions() as session:
+        return list(
+            session.scalars(
+                select(Message)
+                .where(Message.ticket_id == ticket_id, Message.direction == "in")
+                .order_by(Message.id)
+            )
+        )
+
+
+def wait_for_markup(api: FakeBotAPI, chat_id: int, n: int) -> dict[str, Any]:
+    """The n-th message to the chat, which must carry buttons."""
+    wait_chat(api, chat_id, n)
+    message = api.sent_to(chat_id)[n - 1]
+    assert "reply_markup" in message, message["text"]
+    return message
+
+
 def db(cfg: Config) -> sessionmaker[Session]:
     return make_sessions(make_engine(cfg.database.url))
 
@@ -187,23 +206,33 @@ def test_link_request_follow_up_and_status(
         api.push_callback(CUSTOMER_CHAT, add["callback_data"], message_id=99)
         assert f"Ticket {ticket.number} hinzugefügt" in wait_chat(api, CUSTOMER_CHAT, 7)[6]
         assert len(tickets(sessions)) == 1
-        with sessions() as session:
-            inbound = session.scalars(
-                select(Message).where(Message.ticket_id == ticket.id, Message.direction == "in")
-            ).all()
-            assert [m.body_text[:8] for m in inbound] == ["Unser Pr", "Nachtrag"]
+        assert [m.body_text[:8] for m in inbound_of(sessions, ticket.id)] == [
+            "Unser Pr",
+            "Nachtrag",
+        ]
 
-        # /neu: the next message is a new request without asking.
-        api.push_text(CUSTOMER_CHAT, "/neu")
-        wait_chat(api, CUSTOMER_CHAT, 8)
+        # Another message is kept with the open ticket too, until the customer says "new".
         api.push_text(CUSTOMER_CHAT, SMALL)
+        question = wait_for_markup(api, CUSTOMER_CHAT, 8)
+        _, new = question["reply_markup"]["inline_keyboard"][0]
+        assert len(inbound_of(sessions, ticket.id)) == 3  # staff see it at once
+        api.push_callback(CUSTOMER_CHAT, new["callback_data"], message_id=100)
         second = wait_chat(api, CUSTOMER_CHAT, 9)[8]
         assert "dies ist Ihre 2. von 30" in second
+        assert len(inbound_of(sessions, ticket.id)) == 2
+        assert len(tickets(sessions)) == 2
+        api.push_callback(CUSTOMER_CHAT, new["callback_data"], message_id=100)  # pressed twice
         api.push_text(CUSTOMER_CHAT, "/status")
         status = wait_chat(api, CUSTOMER_CHAT, 10)[9]
         numbers = [t.number for t in tickets(sessions)]
         assert len(numbers) == 2 and all(n and n in status for n in numbers)
         assert status.index(numbers[0] or "") < status.index(numbers[1] or "")  # by deadline
+
+        # /neu: the next message is a new request without asking.
+        api.push_text(CUSTOMER_CHAT, "/neu")
+        wait_chat(api, CUSTOMER_CHAT, 11)
+        api.push_text(CUSTOMER_CHAT, "Noch etwas anderes: bitte einen Benutzer sperren.")
+        assert "dies ist Ihre 3. von 30" in wait_chat(api, CUSTOMER_CHAT, 12)[11]
 
         # The same critical request by mail gets the same priority and deadline rule.
         with smtplib.SMTP("127.0.0.1", running.port) as client:
@@ -219,7 +248,7 @@ def test_link_request_follow_up_and_status(
 
         # /abmelden ends the link and keeps the record.
         api.push_text(CUSTOMER_CHAT, "/abmelden")
-        assert "aufgehoben" in wait_chat(api, CUSTOMER_CHAT, 11)[10]
+        assert "aufgehoben" in wait_chat(api, CUSTOMER_CHAT, 13)[12]
     with sessions() as session:
         row = session.scalars(select(TelegramLink)).one()
         assert row.unlinked_at is not None

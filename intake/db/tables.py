@@ -341,16 +341,3 @@ class TelegramCode(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
-
-
-class TelegramPending(Base):
-    """A chat message that waits for the customer's answer: part of the open ticket, or new?"""
-
-    __tablename__ = "telegram_pending"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    chat_id: Mapped[int] = mapped_column(BigInteger, index=True)
-    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
-    message: Mapped[dict[str, Any]] = mapped_column(JSON)  # text, message id, files' names/types
-    files: Mapped[bytes | None] = mapped_column(LargeBinary)  # the files' bytes, one after another
-    received_at: Mapped[datetime]

@@ -13,10 +13,10 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,12 +25,14 @@ from intake.clock import Clock
 from intake.config import Config
 from intake.db import store
 from intake.db.tables import (
+    Attachment,
+    Message,
     TelegramChat,
     TelegramCode,
     TelegramLink,
-    TelegramPending,
     TelegramUpdate,
     Ticket,
+    TriageRecord,
 )
 from intake.delivery import PRIORITY_CODES, send_chat, send_reply
 from intake.domain import AttachedFile, Channel, InboundMessage, Outcome, Prediction, Priority
@@ -401,30 +403,18 @@ class ChatService:
             return self._record(session, chat, msg, prediction, notes)
         open_ticket = chat.open_ticket
         if open_ticket is not None and open_ticket.status == "open" and not chat.new_request:
-            pending = TelegramPending(
-                chat_id=chat.chat_id,
-                ticket_id=open_ticket.id,
-                message={
-                    "text": event.text,
-                    "message_id": event.message_id,
-                    "update_id": event.update_id,
-                    "files": [
-                        {"name": f.filename, "type": f.content_type, "size": len(f.data)}
-                        for f in event.files
-                    ],
-                },
-                files=b"".join(f.data for f in event.files) or None,
-                received_at=event.received_at,
-            )
-            session.add(pending)
-            session.flush()
-            yes, new = (
-                ("Add to ticket", "New request")
+            # Kept with the open ticket at once (staff see it there); the customer is asked and
+            # may make it a new request instead.
+            msg = self._inbound(event, contact.email, open_ticket.number)
+            outcome = self._record(session, chat, msg, prediction, notes)
+            if outcome.receipt is None or outcome.receipt.outcome is not Outcome.FOLLOW_UP:
+                return outcome
+            stored = store.find_inbound(session, msg.dedupe_key)
+            assert stored is not None
+            keep, new = (
+                ("Belongs to", "New request")
                 if chat.language == "en"
-                else (
-                    "Zu diesem Ticket",
-                    "Neue Anfrage",
-                )
+                else ("Gehört zu", "Neue Anfrage")
             )
             said = self._say(
                 session,
@@ -433,14 +423,15 @@ class ChatService:
                 "ask_follow_up",
                 buttons=(
                     (
-                        (f"{yes} {open_ticket.number}", f"fu:{pending.id}:add"),
-                        (new, f"fu:{pending.id}:new"),
+                        (f"{keep} {open_ticket.number}", f"fu:{stored.id}:keep"),
+                        (new, f"fu:{stored.id}:new"),
                     ),
                 ),
+                ticket_id=open_ticket.id,
                 number=open_ticket.number,
                 subject=(open_ticket.subject or "")[:60],
             )
-            return ChatOutcome(queued=said.queued + notes)
+            return ChatOutcome(receipt=outcome.receipt, queued=outcome.queued + said.queued)
         chat.new_request = False
         msg = self._inbound(event, contact.email, None)
         if prediction is None:  # text that only looked like an address or a code
@@ -450,53 +441,65 @@ class ChatService:
     def _follow_up_choice(
         self, session: Session, chat: TelegramChat, event: ChatEvent
     ) -> ChatOutcome:
+        """The answer to "part of the open ticket, or new?": keep it there, or move the message
+        out into a ticket of its own (classified, checked and confirmed like any request)."""
         _, _, rest = (event.callback_data or "").partition(":")
-        pending_id, _, choice = rest.partition(":")
-        pending = (
-            session.get(TelegramPending, int(pending_id), with_for_update=True)
-            if pending_id.isdigit()
+        message_id, _, choice = rest.partition(":")
+        done = "Already done." if chat.language == "en" else "Bereits erledigt."
+        message = (
+            session.get(Message, int(message_id), with_for_update=True)
+            if message_id.isdigit()
             else None
         )
-        if pending is None or pending.chat_id != chat.chat_id or choice not in ("add", "new"):
-            done = "Already done." if chat.language == "en" else "Bereits erledigt."
-            return ChatOutcome(answer=done)
         contact = chat.contact
-        ticket = session.get_one(Ticket, pending.ticket_id)
-        data = pending.message
-        files, offset = [], 0
-        blob = pending.files or b""
-        for meta in data.get("files", []):
-            files.append(
-                AttachedFile(meta["name"], meta["type"], blob[offset : offset + meta["size"]])
-            )
-            offset += meta["size"]
-        original = ChatEvent(
-            update_id=int(data.get("update_id") or event.update_id),
-            chat_id=chat.chat_id,
-            received_at=pending.received_at,
-            text=data.get("text", ""),
-            message_id=data.get("message_id"),
-            files=tuple(files),
-        )
-        session.delete(pending)
-        if contact is None or not contact.email:
-            msg = self._inbound(original, f"telegram:{chat.chat_id}", None)
-            return self._record(session, chat, msg, self.service.classify(msg), 0)
-        number = ticket.number if choice == "add" else None
-        msg = self._inbound(original, contact.email, number)
-        outcome = self._record(session, chat, msg, self.service.classify(msg), 0)
-        receipt = outcome.receipt
-        queued = outcome.queued
-        if receipt is not None and receipt.outcome is Outcome.FOLLOW_UP:
-            queued += self._say(
+        if (
+            message is None
+            or message.ticket is None
+            or message.direction != "in"
+            or not (message.dedupe_key or "").startswith(f"mid:telegram-{chat.chat_id}-")
+            or choice not in ("keep", "new")
+            or contact is None
+            or not contact.email
+        ):
+            return ChatOutcome(answer=done)
+        ticket = message.ticket
+        first = session.scalars(
+            select(Message.id)
+            .where(Message.ticket_id == ticket.id, Message.direction == "in")
+            .order_by(Message.id)
+            .limit(1)
+        ).first()
+        if first == message.id:  # it opened its ticket: already a request of its own
+            return ChatOutcome(answer=done)
+        if choice == "keep":
+            said = self._say(
                 session, chat, event, "added", ticket_id=ticket.id, number=ticket.number
-            ).queued
-        answer = (
-            ("Added." if chat.language == "en" else "Hinzugefügt.")
-            if number
-            else ("New request." if chat.language == "en" else "Neue Anfrage.")
+            )
+            return ChatOutcome(answer="OK", queued=said.queued)
+        files = tuple(
+            AttachedFile(a.filename, a.content_type, a.data or b"")
+            for a in session.scalars(select(Attachment).where(Attachment.message_id == message.id))
         )
-        return ChatOutcome(answer=answer, receipt=receipt, queued=queued)
+        original = self._inbound(
+            ChatEvent(
+                update_id=event.update_id,
+                chat_id=chat.chat_id,
+                received_at=message.created_at,
+                text=message.body_text,
+                files=files,
+            ),
+            contact.email,
+            None,
+        )
+        original = replace(original, message_id=(message.dedupe_key or "").removeprefix("mid:"))
+        for table in (TriageRecord, Attachment):
+            session.execute(delete(table).where(table.message_id == message.id))
+        session.delete(message)
+        session.flush()
+        chat.new_request = False
+        outcome = self._record(session, chat, original, self.service.classify(original), 0)
+        answer = "New request." if chat.language == "en" else "Neue Anfrage."
+        return ChatOutcome(answer=answer, receipt=outcome.receipt, queued=outcome.queued)
 
     def _record(
         self,

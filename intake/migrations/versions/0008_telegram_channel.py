@@ -77,19 +77,6 @@ def upgrade() -> None:
     with op.batch_alter_table('telegram_chats', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_telegram_chats_contact_id'), ['contact_id'], unique=False)
 
-    op.create_table('telegram_pending',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('chat_id', sa.BigInteger(), nullable=False),
-    sa.Column('ticket_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('message', sa.JSON(), nullable=False),
-    sa.Column('files', sa.LargeBinary(), nullable=True),
-    sa.Column('received_at', intake.db.tables.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], ),
-    sa.PrimaryKeyConstraint('id')
-    )
-    with op.batch_alter_table('telegram_pending', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_telegram_pending_chat_id'), ['chat_id'], unique=False)
-
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.add_column(sa.Column('chat_id', sa.BigInteger(), nullable=True))
 
@@ -101,10 +88,6 @@ def downgrade() -> None:
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.drop_column('chat_id')
 
-    with op.batch_alter_table('telegram_pending', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_telegram_pending_chat_id'))
-
-    op.drop_table('telegram_pending')
     with op.batch_alter_table('telegram_chats', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_telegram_chats_contact_id'))
 
