@@ -125,7 +125,8 @@ class ChatService:
         if outcome.queued and self.on_queued is not None:
             self.on_queued()
         if outcome.receipt is not None:
-            self.service.log(self._inbound(event, "", None), outcome.receipt, started)
+            sender = f"telegram:{event.chat_id}"
+            self.service.log(self._inbound(event, sender, None), outcome.receipt, started)
         return outcome
 
     def seen(self, update_id: int) -> bool:
@@ -145,7 +146,9 @@ class ChatService:
 
     def _predict(self, event: ChatEvent) -> Prediction | None:
         """Classify before the transaction: whatever text may become a request."""
-        if event.command or event.callback_data or not (event.text.strip() or event.files):
+        if event.command or event.callback_data or not event.private:
+            return None
+        if not (event.text.strip() or event.files):
             return None
         if CODE.fullmatch(event.text.strip()) or EMAIL.fullmatch(event.text.strip()):
             return None
