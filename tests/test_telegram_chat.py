@@ -205,3 +205,34 @@ def test_staff_see_a_chat_ticket_and_a_correction_is_told_in_the_chat(
     )
     assert done.status_code == 303
     assert f"Priorität auf {new} festgelegt" in chat_texts(sessions, 42)[-1]
+
+
+def test_another_chat_cannot_move_a_customers_message(
+    chat: ChatService, sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    """Buttons carry a message id; a forged press from another chat changes nothing."""
+    owner, stranger = Chat(chat, clock, 42), Chat(chat, clock, 43)
+    for user, address in ((owner, "it@muster.example"), (stranger, "helpdesk@beispiel.example")):
+        user.say("/start")
+        user.say(address)
+        user.say(mailed_code(sessions))
+    owner.say("Unser Produktivsystem ist ausgefallen, niemand kann arbeiten.")
+    owner.say("Nachtrag: auch der Kundenzugang ist betroffen.")
+    with sessions() as session:
+        follow_up = session.scalars(
+            select(Message).where(Message.direction == "in").order_by(Message.id.desc())
+        ).first()
+    assert follow_up is not None
+    stranger.update += 1
+    outcome = chat.handle(
+        ChatEvent(
+            update_id=99_999,
+            chat_id=43,
+            received_at=clock(),
+            callback_data=f"fu:{follow_up.id}:new",
+        )
+    )
+    assert outcome.answer == "Bereits erledigt."
+    with sessions() as session:
+        assert len(session.scalars(select(Ticket)).all()) == 1
+        assert session.get_one(Message, follow_up.id).ticket_id == follow_up.ticket_id
