@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from jinja2 import UndefinedError
 
-from intake.replies import ReplyContext, ReplyKind, ReplyRenderer, reply_subject
+from intake.domain import Channel
+from intake.replies import TEMPLATES_DIR, ReplyContext, ReplyKind, ReplyRenderer, reply_subject
 
 RENDERER = ReplyRenderer()
 
@@ -62,3 +63,51 @@ def test_the_reply_subject_is_one_line_whatever_the_customer_wrote() -> None:
     assert subject == "[Ticket#1] Re: Hilfe Bcc: victim@example.com"
     assert reply_subject("1", "AW: Frage") == "[Ticket#1] AW: Frage"
     assert reply_subject("1", "") == "[Ticket#1]"
+
+
+@pytest.mark.parametrize("kind", list(ReplyKind))
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_every_chat_answer_renders_in_both_languages(kind: ReplyKind, language: str) -> None:
+    ctx = context(
+        kind=kind,
+        language=language,
+        reasons=("Vertrag abgelaufen",),
+        request_number=26,
+        quota=30,
+        requests_left=4,
+        quota_low=True,
+    )
+    reply = RENDERER.render(ctx, channel=Channel.TELEGRAM)
+    assert "2026112810000012" in reply.text and reply.html == ""
+    assert "<" not in reply.text  # plain text for the chat
+    if kind is ReplyKind.CONFIRMATION:
+        assert ("26. von 30" if language == "de" else "26 of 30") in reply.text
+        assert ("Erweiterung" if language == "de" else "extending") in reply.text
+
+
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_every_chat_text_renders_in_both_languages(language: str) -> None:
+    values: dict[str, object] = dict(
+        email="it@muster.example",
+        minutes=15,
+        code="123456",
+        username="erika",
+        customer="Muster GmbH",
+        left=2,
+        tickets=[{"number": "1", "priority": "Hoch", "deadline": "", "subject": "x"}],
+        number="2026112810000012",
+        subject="Drucker",
+        names="dump.tar",
+        count=1,
+        limit=20,
+        priority="Hoch",
+        old="Kritisch",
+        changed=True,
+        staff="@lead",
+    )
+    names = sorted(
+        p.name.split(".")[0] for p in (TEMPLATES_DIR / "telegram").glob(f"*.{language}.txt.j2")
+    )
+    kinds = {k.value for k in ReplyKind}
+    for name in (n for n in names if n not in kinds):
+        assert RENDERER.text(name, language, **values), name
