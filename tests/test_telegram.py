@@ -492,8 +492,14 @@ def test_webhook_commits_before_it_answers(
         again = httpx.post(url, json=update, headers=good)
         assert again.status_code == 200
         wait_chat(api, 70, 1)
+        # Not stored (the file could not be fetched): 503, so that Telegram sends it again.
+        document = api.push_document(71, b"log", file_name="a.log", mime_type="text/plain")
+        api.fail_next("getFile")
+        assert httpx.post(url, json=document, headers=good).status_code == 503
+        assert len(tickets(sessions)) == 1
+        assert httpx.post(url, json=document, headers=good).status_code == 200
         time.sleep(0.3)
-    assert len(tickets(sessions)) == 1 and len(api.sent_to(70)) == 1
+    assert len(tickets(sessions)) == 2 and len(api.sent_to(70)) == 1
     assert not any(m == "getUpdates" for m, _ in api.calls)
 
 
