@@ -7,7 +7,6 @@ import smtplib
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,22 +14,9 @@ from imap_tools import MailBoxUnencrypted
 from sqlalchemy import text
 
 from intake.db.engine import make_engine, make_sessions
-from intake.db.migrate import upgrade
-from tests.conftest import ROOT, Dovecot, create_pg_database, drop_pg_database, free_port
+from tests.conftest import ROOT, Dovecot, free_port
 from tests.factories import make_mail
 from tests.test_cli import INTAKE, environment, intake, wait_for_port
-
-
-@pytest.fixture
-def pg_url(pg_server: str) -> Iterator[str]:
-    """Several instances share a PostgreSQL database (SQLite serves one instance)."""
-    name = create_pg_database(pg_server)
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        drop_pg_database(pg_server, name)
 
 
 @pytest.mark.slow

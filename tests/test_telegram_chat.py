@@ -65,6 +65,15 @@ class Chat:
         )
 
 
+def linked(service: ChatService, clock: Clock, address: str, chat_id: int = 42) -> Chat:
+    """A chat linked the way a customer does it: /start, the address, the mailed code."""
+    user = Chat(service, clock, chat_id)
+    user.say("/start")
+    user.say(address)
+    user.say(mailed_code(service.sessions))
+    return user
+
+
 def chat_texts(sessions: sessionmaker[Session], chat_id: int) -> list[str]:
     with sessions() as session:
         rows = session.scalars(
@@ -157,10 +166,7 @@ def test_codes_per_hour_are_limited_per_chat_and_per_address(
 def test_an_address_written_by_a_linked_customer_is_a_request_with_a_priority(
     chat: ChatService, sessions: sessionmaker[Session], clock: Clock
 ) -> None:
-    user = Chat(chat, clock)
-    user.say("/start")
-    user.say("it@muster.example")
-    user.say(mailed_code(sessions))
+    user = linked(chat, clock, "it@muster.example")
     user.say("kollege@muster.example")
     with sessions() as session:
         [ticket] = session.scalars(select(Ticket)).all()
@@ -178,10 +184,7 @@ def test_staff_see_a_chat_ticket_and_a_correction_is_told_in_the_chat(
     from intake.web.auth import hash_password
     from tests.test_web import PASSWORD, csrf_of, login
 
-    user = Chat(chat, clock)
-    user.say("/start")
-    user.say("it@muster.example")
-    user.say(mailed_code(sessions))
+    user = linked(chat, clock, "it@muster.example")
     user.say("Kleine Frage: wie ändere ich die Farbe der Ticketübersicht?")
     with sessions.begin() as session:
         session.add(Staff(name="anna", password_hash=hash_password(PASSWORD), created_at=clock()))
@@ -211,11 +214,8 @@ def test_another_chat_cannot_move_a_customers_message(
     chat: ChatService, sessions: sessionmaker[Session], clock: Clock
 ) -> None:
     """Buttons carry a message id; a forged press from another chat changes nothing."""
-    owner, stranger = Chat(chat, clock, 42), Chat(chat, clock, 43)
-    for user, address in ((owner, "it@muster.example"), (stranger, "helpdesk@beispiel.example")):
-        user.say("/start")
-        user.say(address)
-        user.say(mailed_code(sessions))
+    owner = linked(chat, clock, "it@muster.example", 42)
+    stranger = linked(chat, clock, "helpdesk@beispiel.example", 43)
     owner.say("Unser Produktivsystem ist ausgefallen, niemand kann arbeiten.")
     owner.say("Nachtrag: auch der Kundenzugang ist betroffen.")
     with sessions() as session:
