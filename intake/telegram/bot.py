@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, cast
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -215,9 +215,9 @@ class TelegramChannel:
             # "/start" without its bot_command entity (some clients and bridges omit it)
             await self._on_command(update, context)
             return
-        chat = self._service()
-        if message.chat.type == "private" and await asyncio.to_thread(chat.seen, update.update_id):
-            return
+        has_files = message.document is not None or bool(message.photo)
+        if has_files and await asyncio.to_thread(self._service().seen, update.update_id):
+            return  # stored before: do not fetch its files again
         try:
             files, too_large = await self._download(message)
         except TelegramError as exc:
@@ -308,7 +308,18 @@ class TelegramChannel:
         return tuple(files), tuple(too_large)
 
     # ---- sending -----------------------------------------------------------------------
-    async def send(self, payload: bytes) -> None:
+    def send_from_thread(self, payload: bytes, timeout: float = SEND_TIMEOUT) -> None:
+        """Send one outbox payload from a worker thread on the loop where the bot lives."""
+        if self._loop is None or not self._ready.is_set():
+            raise RuntimeError("the Telegram bot is not connected yet")
+        future = asyncio.run_coroutine_threadsafe(self._send(payload), self._loop)
+        try:
+            future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
+
+    async def _send(self, payload: bytes) -> None:
         body = json.loads(payload)
         markup = body.get("reply_markup")
         await self.bot.send_message(
@@ -319,25 +330,14 @@ class TelegramChannel:
 
 
 class TelegramRelay:
-    """The outbox's way out for chat rows. The outbox sender runs in a worker thread; the send
-    runs on the service's loop, where the bot lives."""
+    """The outbox's way out for chat rows (the outbox sender runs in a worker thread)."""
 
     def __init__(self, channel: TelegramChannel) -> None:
         self.channel = channel
 
     def deliver(self, envelope: Envelope) -> None:
-        loop = self.channel._loop
-        if loop is None or not self.channel._ready.is_set():
-            raise RuntimeError("the Telegram bot is not connected yet")
-        future = asyncio.run_coroutine_threadsafe(self.channel.send(envelope.payload), loop)
         try:
-            future.result(SEND_TIMEOUT)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise
+            self.channel.send_from_thread(envelope.payload)
         except (Forbidden, BadRequest) as exc:
             # The user blocked the bot, or the chat is gone: retrying will not help.
             raise PermanentFailure(f"Telegram: {exc}") from exc
-
-
-WebhookHandler = Callable[[dict[str, Any]], Awaitable[bool]]
