@@ -68,7 +68,13 @@ class Receipt:
     outcome: Outcome
     duplicate: bool = False
     priority: Priority | None = None
-    reply_queued: bool = False
+    reply_queued: bool = False  # an answer to the sender
+    alert_queued: bool = False  # a staff alert (possibly critical)
+
+    @property
+    def queued(self) -> int:
+        """How many outbox rows this message added."""
+        return int(self.reply_queued) + int(self.alert_queued)
 
 
 class IntakeService:
@@ -101,7 +107,7 @@ class IntakeService:
                 if existing is None:
                     raise
                 receipt = self._duplicate(existing)
-        if receipt.reply_queued and self.on_reply_queued:
+        if receipt.queued and self.on_reply_queued:
             self.on_reply_queued()
         self.log(msg, receipt, started)
         return receipt
@@ -165,7 +171,7 @@ class IntakeService:
         self._consume(session, ticket, triage)
         if msg.bounced_recipients:
             self._mark_failing(session, msg)
-        queued = False
+        alerted = False
         if prediction is not None and prediction.possibly_critical:
             if triage.outcome is Outcome.HELD:
                 log.warning(
@@ -173,7 +179,7 @@ class IntakeService:
                     ticket.number,
                     msg.sender,
                 )
-            queued = queue_staff_alert(
+            alerted = queue_staff_alert(
                 session,
                 self.cfg,
                 ticket,
@@ -182,8 +188,14 @@ class IntakeService:
                 msg.body,
                 msg.received_at,
             )
-        queued = self._queue_reply(session, msg, ticket, triage, contact, language) or queued
-        return Receipt(ticket.number, triage.outcome, priority=triage.priority, reply_queued=queued)
+        replied = self._queue_reply(session, msg, ticket, triage, contact, language)
+        return Receipt(
+            ticket.number,
+            triage.outcome,
+            priority=triage.priority,
+            reply_queued=replied,
+            alert_queued=alerted,
+        )
 
     def _store_inbound(self, session: Session, msg: InboundMessage, ticket_id: int) -> Message:
         inbound = Message(

@@ -519,7 +519,7 @@ class ChatService:
             ).first()
             if ticket is not None and ticket.status == "open":
                 chat.open_ticket_id = ticket.id
-        return ChatOutcome(receipt=receipt, queued=int(receipt.reply_queued) + notes)
+        return ChatOutcome(receipt=receipt, queued=receipt.queued + notes)
 
     def _too_large(self, session: Session, chat: TelegramChat, event: ChatEvent) -> int:
         if not event.too_large:
