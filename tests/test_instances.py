@@ -16,7 +16,9 @@ from sqlalchemy import text
 from intake.db.engine import make_engine, make_sessions
 from tests.conftest import ROOT, Dovecot, free_port
 from tests.factories import make_mail
+from tests.fake_botapi import FakeBotAPI
 from tests.test_cli import INTAKE, environment, intake, wait_for_port
+from tests.test_telegram import SMALL, TOKEN
 
 
 @pytest.mark.slow
@@ -100,3 +102,59 @@ def test_two_instances_make_one_ticket_and_one_reply_per_mail(
     assert len(list((tmp_path / "maildir" / "new").glob("*"))) == 40
     polled = [log.read_text().count("-> ticket") for log in logs]
     assert sorted(polled) == [0, 10], f"both instances polled the mailbox: {polled}"
+
+
+@pytest.mark.slow
+def test_one_instance_polls_the_bot_and_another_takes_over_when_it_is_killed(
+    tmp_path: Path, pg_url: str
+) -> None:
+    ports = [free_port(), free_port()]
+    with FakeBotAPI(TOKEN) as api:
+        bot = {
+            "INTAKE_TELEGRAM__ENABLED": "true",
+            "INTAKE_TELEGRAM__TOKEN": TOKEN,
+            "INTAKE_TELEGRAM__BASE_URL": api.base_url,
+            "INTAKE_TELEGRAM__BASE_FILE_URL": api.base_file_url,
+            "INTAKE_TELEGRAM__POLL_TIMEOUT": "1",
+            "INTAKE_TELEGRAM__RETRY_SECONDS": "0.3",
+            "INTAKE_OUTBOX__POLL_SECONDS": "0.2",
+        }
+        envs = [environment(tmp_path, pg_url, port) | bot for port in ports]
+        logs = [tmp_path / f"instance-{i}.log" for i in range(2)]
+        procs = [
+            subprocess.Popen([*INTAKE, "serve"], env=env, stderr=log.open("w"))
+            for env, log in zip(envs, logs, strict=True)
+        ]
+        try:
+            for port, proc in zip(ports, procs, strict=True):
+                wait_for_port(port, proc)
+            for chat in range(201, 204):
+                api.push_text(chat, SMALL)
+            api.wait_sent(3, timeout=20)
+
+            def handled_by() -> list[int]:
+                return [log.read_text().count('"channel": "telegram"') for log in logs]
+
+            deadline = time.monotonic() + 10  # the log line follows the commit
+            while sum(handled := handled_by()) < 3 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert sorted(handled) == [0, 3], f"both instances polled the bot: {handled}"
+            leader = handled.index(3)
+            procs[leader].send_signal(signal.SIGKILL)
+            procs[leader].wait(10)
+            for chat in range(204, 207):
+                api.push_text(chat, SMALL)
+            api.wait_sent(6, timeout=30)
+            time.sleep(1)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(30)
+        assert [len(api.sent_to(chat)) for chat in range(201, 207)] == [1] * 6
+    follower = logs[1 - leader].read_text().count('"channel": "telegram"')
+    assert follower == 3  # the other instance took the bot over
+    sessions = make_sessions(make_engine(pg_url))
+    with sessions() as session:
+        senders = sorted(s for (s,) in session.execute(text("select sender from tickets")))
+    assert senders == [f"telegram:{chat}" for chat in range(201, 207)]
