@@ -163,6 +163,7 @@ class TelegramConfig(Section):
     code_attempts: int = Field(default=5, ge=1)  # wrong entries before a code is void
     codes_per_hour: int = Field(default=3, ge=1)  # link codes one chat may ask for per hour
     max_file_bytes: int = Field(default=20 * 1024 * 1024, gt=0)  # the Bot API's download limit
+    update_attempts: int = Field(default=5, ge=1)  # then an update is kept raw for staff
 
     @model_validator(mode="after")
     def _enabled_needs_a_token(self) -> TelegramConfig:

@@ -398,6 +398,27 @@ def test_an_update_that_cannot_be_stored_is_not_confirmed(
     assert ticket.sender == "telegram:41"
 
 
+def test_an_update_that_keeps_failing_is_kept_for_staff_and_stops_nothing(
+    tmp_path: Path, sqlite_url: str, api: FakeBotAPI, model: PriorityModel
+) -> None:
+    cfg = telegram_config(tmp_path, sqlite_url, api, INTAKE_TELEGRAM__UPDATE_ATTEMPTS="3")
+    sessions = db(cfg)
+    api.fail_next("getFile", 100, status=502, description="Bad Gateway")
+    stuck = api.push_document(44, b"log", file_name="a.log", mime_type="text/plain", caption=SMALL)
+    after = api.push_text(45, SMALL)
+    with BotApp(cfg, model):
+        wait_chat(api, 45, 1, timeout=15)  # the next update is not held up for ever
+        wait_for(lambda: api.confirmed_offset > after["update_id"], what="both confirmed")
+    [kept, answered] = tickets(sessions)
+    assert (kept.sender, kept.status, kept.outcome) == ("telegram:44", "held", "unreadable")
+    assert answered.sender == "telegram:45"
+    [message] = inbound_of(sessions, kept.id)
+    assert message.parse_error is not None and "Datei nicht abrufbar" in message.parse_error
+    assert message.raw is not None and b"a.log" in message.raw  # what Telegram sent, for staff
+    assert api.sent_to(44) == []  # unreadable input is never answered
+    assert stuck["update_id"] < after["update_id"]
+
+
 def test_photos_and_documents_are_kept_and_oversized_files_named(
     tmp_path: Path, sqlite_url: str, api: FakeBotAPI, model: PriorityModel
 ) -> None:

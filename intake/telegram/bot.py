@@ -85,7 +85,8 @@ class TelegramChannel:
         app.add_handler(CallbackQueryHandler(self._on_callback))
         self.chat: ChatService | None = None
         self._ready = asyncio.Event()
-        self._failed: set[int] = set()
+        self._failed: dict[int, str] = {}  # update id -> why it was not stored
+        self._attempts: dict[int, int] = {}
         self._offset: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -196,9 +197,29 @@ class TelegramChannel:
         return await self.process(update)
 
     async def process(self, update: Update) -> bool:
-        self._failed.discard(update.update_id)
+        """Handle the update; True once it is committed. An update that fails again and again
+        (a file that cannot be fetched, a bug) is kept raw for staff after
+        telegram.update_attempts tries, so that it cannot stop every later update."""
+        uid = update.update_id
+        self._failed.pop(uid, None)
         await self.application.process_update(update)
-        return update.update_id not in self._failed
+        error = self._failed.pop(uid, None)
+        if error is None:
+            self._attempts.pop(uid, None)
+            return True
+        attempts = self._attempts[uid] = self._attempts.get(uid, 0) + 1
+        if attempts < self.cfg.telegram.update_attempts:
+            return False
+        chat = update.effective_chat
+        raw = json.dumps(update.to_dict(), ensure_ascii=False).encode()
+        await asyncio.to_thread(
+            self._service().keep_unreadable, uid, chat.id if chat else None, raw, error
+        )  # raises while the database is away: the update then stays with Telegram
+        self._attempts.pop(uid, None)
+        log.error(
+            "telegram: update %s failed %d times; kept raw for staff: %s", uid, attempts, error
+        )
+        return True
 
     # ---- handlers ----------------------------------------------------------------------
     async def _on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -222,7 +243,7 @@ class TelegramChannel:
             files, too_large = await self._download(message)
         except TelegramError as exc:
             log.warning("telegram: update %s: download failed: %s", update.update_id, exc)
-            self._failed.add(update.update_id)
+            self._failed[update.update_id] = f"Datei nicht abrufbar: {exc}"
             return
         text = message.text or message.caption or ""
         event = self._event(update, message, text=text, files=files, too_large=too_large)
@@ -265,9 +286,9 @@ class TelegramChannel:
     async def _handle(self, update: Update, event: ChatEvent) -> ChatOutcome | None:
         try:
             return await asyncio.to_thread(self._service().handle, event)
-        except Exception:
+        except Exception as exc:
             log.exception("telegram: update %s not stored; it will come again", update.update_id)
-            self._failed.add(update.update_id)
+            self._failed[update.update_id] = f"{type(exc).__name__}: {exc}"
             return None
 
     def _service(self) -> ChatService:

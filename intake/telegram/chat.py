@@ -129,6 +129,28 @@ class ChatService:
             self.service.log(self._inbound(event, sender, None), outcome.receipt, started)
         return outcome
 
+    def keep_unreadable(self, update_id: int, chat_id: int | None, raw: bytes, error: str) -> None:
+        """Store an update that could not be handled as an unreadable message for staff (held,
+        never answered), like a mail that cannot be parsed; its id is recorded as done."""
+        msg = InboundMessage(
+            channel=Channel.TELEGRAM,
+            sender=f"telegram:{chat_id}" if chat_id is not None else "telegram",
+            subject="",
+            body="",
+            received_at=self.clock(),
+            raw=raw,
+            parse_error=f"Telegram-Update {update_id} nicht verarbeitet: {error}"[:2000],
+            message_id=f"telegram-update-{update_id}@{self.bot_id}",
+            chat_id=chat_id,
+        )
+        with self.sessions.begin() as session:
+            if self._seen(session, update_id):
+                return
+            session.add(
+                TelegramUpdate(bot_id=self.bot_id, update_id=update_id, created_at=self.clock())
+            )
+            self.service.record(session, msg, None)
+
     def seen(self, update_id: int) -> bool:
         """Whether this update was committed before (checked before downloading its files)."""
         with self.sessions() as session:
