@@ -26,7 +26,6 @@ from pathlib import Path
 import psycopg
 
 from classifier.corpus import load_corpus
-from classifier.model import PriorityModel
 from classifier.registry import ModelRegistry
 from intake.calendar import build_calendar
 from intake.config import load_config
@@ -147,7 +146,7 @@ class Served:
 
 
 @contextmanager
-def running_intake(db: str, model: PriorityModel | None = None) -> Iterator[Served]:
+def running_intake(db: str) -> Iterator[Served]:
     """A fresh database of kind `db` with the benchmark customer, and `intake serve` on it in a
     process of its own (so the load generator does not share its interpreter)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -210,24 +209,20 @@ def running_intake(db: str, model: PriorityModel | None = None) -> Iterator[Serv
             cleanup()
 
 
-def intake_server(
-    db: str, messages: list[bytes], reuse: bool, model: PriorityModel
-) -> dict[str, float]:
-    with running_intake(db, model) as served:
+def intake_server(db: str, messages: list[bytes], reuse: bool) -> dict[str, float]:
+    with running_intake(db) as served:
         result = summary(*load(served.port, messages, reuse))
         result["peak_mb"], result["rss_mb"] = served.memory()
         return result
 
 
-def paced(
-    db: str, model: PriorityModel, rate: float = 50.0, seconds: float = 20.0
-) -> dict[str, float]:
+def paced(db: str, rate: float = 50.0, seconds: float = 20.0) -> dict[str, float]:
     """An open-loop load: one message every 1/rate seconds (8 connections take turns), for
     `seconds`; latency from sending DATA to the 250, as in the table above."""
     messages = corpus_messages(int(rate * seconds))
     latencies: list[float] = []
     lock = threading.Lock()
-    with running_intake(db, model) as served:
+    with running_intake(db) as served:
         clients = [smtplib.SMTP("127.0.0.1", served.port, timeout=60) for _ in range(CLIENTS)]
         for client in clients:
             client.ehlo()
@@ -274,7 +269,7 @@ def paced(
     }
 
 
-def storm(db: str, model: PriorityModel, count: int = 2000) -> dict[str, float]:
+def storm(db: str, count: int = 2000) -> dict[str, float]:
     """`count` out-of-office replies from one address, and a customer's request in the middle:
     how long the customer waits for the 250 and for the confirmation, and how many replies went
     to the storming address (none may: automatic mail is never answered)."""
@@ -288,7 +283,7 @@ def storm(db: str, model: PriorityModel, count: int = 2000) -> dict[str, float]:
         )
         for i in range(count)
     ]
-    with running_intake(db, model) as served:
+    with running_intake(db) as served:
         maildir = served.maildir
         started = time.perf_counter()
         flood = threading.Thread(target=load, args=(served.port, ooo, True))
@@ -332,7 +327,7 @@ def main() -> None:
         for reuse in (True, False):
             messages = corpus_messages(args.messages)
             bare = bare_server(messages, reuse)
-            ours = intake_server(db, corpus_messages(args.messages), reuse, model)
+            ours = intake_server(db, corpus_messages(args.messages), reuse)
             peaks.append((ours["peak_mb"], ours["rss_mb"]))
             bares.append(bare["rate"])
             mode = "reused connection" if reuse else "one connection per mail"
@@ -342,10 +337,10 @@ def main() -> None:
             )
             print(rows[-1], flush=True)
 
-    paces = {db: paced(db, model) for db in ("sqlite", "postgresql")}
+    paces = {db: paced(db) for db in ("sqlite", "postgresql")}
     for db, r in paces.items():
         print(f"paced {db}: {r}", flush=True)
-    storms = {db: storm(db, model) for db in ("sqlite", "postgresql")}
+    storms = {db: storm(db) for db in ("sqlite", "postgresql")}
     for db, r in storms.items():
         print(f"storm {db}: {r}", flush=True)
 

@@ -126,12 +126,8 @@ def answer_ticket(
     return True
 
 
-PRIORITY_CODES = {
-    "K": Priority.KRITISCH,
-    "H": Priority.HOCH,
-    "M": Priority.MITTEL,
-    "N": Priority.NIEDRIG,
-}
+# A staff alert's button names its priority by the first letter (callback data is short).
+PRIORITY_CODES = {p.value[0]: p for p in Priority}
 
 
 STATUS_DE = {

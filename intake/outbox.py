@@ -20,6 +20,7 @@ from intake.clock import Clock
 from intake.config import OutboxConfig, RelayConfig
 from intake.db import store
 from intake.db.tables import OutboxItem
+from intake.domain import Channel
 
 log = logging.getLogger("intake.outbox")
 
@@ -105,9 +106,9 @@ class OutboxSender:
         chat_relay: Relay | None = None,
     ) -> None:
         self.sessions = sessions
-        self.relays: dict[str, Relay] = {"email": relay}
+        self.relays: dict[str, Relay] = {Channel.EMAIL.value: relay}
         if chat_relay is not None:
-            self.relays["telegram"] = chat_relay  # without it chat rows wait in the outbox
+            self.relays[Channel.TELEGRAM.value] = chat_relay  # else chat rows wait in the outbox
         self.cfg = cfg
         self.clock = clock
 

@@ -70,11 +70,7 @@ class Receipt:
     priority: Priority | None = None
     reply_queued: bool = False  # an answer to the sender
     alert_queued: bool = False  # a staff alert (possibly critical)
-
-    @property
-    def queued(self) -> int:
-        """How many outbox rows this message added."""
-        return int(self.reply_queued) + int(self.alert_queued)
+    ticket_id: int | None = None
 
 
 class IntakeService:
@@ -107,7 +103,7 @@ class IntakeService:
                 if existing is None:
                     raise
                 receipt = self._duplicate(existing)
-        if receipt.queued and self.on_reply_queued:
+        if (receipt.reply_queued or receipt.alert_queued) and self.on_reply_queued:
             self.on_reply_queued()
         self.log(msg, receipt, started)
         return receipt
@@ -138,7 +134,9 @@ class IntakeService:
         if triage.outcome is Outcome.FOLLOW_UP and follow_up is not None:
             inbound = self._store_inbound(session, msg, follow_up.id)
             session.add(_triage_record(follow_up.id, inbound, triage))
-            return Receipt(follow_up.number, triage.outcome, priority=triage.priority)
+            return Receipt(
+                follow_up.number, triage.outcome, priority=triage.priority, ticket_id=follow_up.id
+            )
         language = guess_language(
             f"{msg.subject}\n{msg.body}", contact.language if contact else "de"
         )
@@ -195,6 +193,7 @@ class IntakeService:
             priority=triage.priority,
             reply_queued=replied,
             alert_queued=alerted,
+            ticket_id=ticket.id,
         )
 
     def _store_inbound(self, session: Session, msg: InboundMessage, ticket_id: int) -> Message:
@@ -405,6 +404,7 @@ class IntakeService:
             ticket_number=ticket.number if ticket else None,
             outcome=Outcome(ticket.outcome) if ticket else Outcome.IGNORED,
             duplicate=True,
+            ticket_id=ticket.id if ticket else None,
             priority=Priority(ticket.proposed_priority)
             if ticket and ticket.proposed_priority
             else None,

@@ -404,7 +404,7 @@ def test_an_update_that_keeps_failing_is_kept_for_staff_and_stops_nothing(
     cfg = telegram_config(tmp_path, sqlite_url, api, INTAKE_TELEGRAM__UPDATE_ATTEMPTS="3")
     sessions = db(cfg)
     api.fail_next("getFile", 100, status=502, description="Bad Gateway")
-    stuck = api.push_document(44, b"log", file_name="a.log", mime_type="text/plain", caption=SMALL)
+    api.push_document(44, b"log", file_name="a.log", mime_type="text/plain", caption=SMALL)
     after = api.push_text(45, SMALL)
     with BotApp(cfg, model):
         wait_chat(api, 45, 1, timeout=15)  # the next update is not held up for ever
@@ -416,7 +416,6 @@ def test_an_update_that_keeps_failing_is_kept_for_staff_and_stops_nothing(
     assert message.parse_error is not None and "Datei nicht abrufbar" in message.parse_error
     assert message.raw is not None and b"a.log" in message.raw  # what Telegram sent, for staff
     assert api.sent_to(44) == []  # unreadable input is never answered
-    assert stuck["update_id"] < after["update_id"]
 
 
 def test_photos_and_documents_are_kept_and_oversized_files_named(

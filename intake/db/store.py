@@ -21,6 +21,7 @@ from intake.db.tables import (
     Ticket,
 )
 from intake.domain import (
+    Channel,
     ContractModel,
     ContractView,
     CustomerView,
@@ -108,7 +109,7 @@ def claim_due(
     now: datetime,
     lease: timedelta,
     limit: int = 20,
-    channels: Sequence[str] = ("email", "telegram"),
+    channels: Sequence[str] = tuple(Channel),
 ) -> list[int]:
     """Lease due outbox rows: push their next attempt past the lease so no one else takes them.
 

@@ -80,7 +80,6 @@ class ChatOutcome:
     duplicate: bool = False
     answer: str | None = None  # a short notice for a pressed button
     receipt: Receipt | None = None
-    queued: int = 0  # messages queued in the outbox
 
 
 class ChatService:
@@ -122,8 +121,8 @@ class ChatService:
                 if self._seen(session, event.update_id):
                     return ChatOutcome(duplicate=True)
             raise
-        if outcome.queued and self.on_queued is not None:
-            self.on_queued()
+        if self.on_queued is not None:
+            self.on_queued()  # most updates queue something; a needless wake costs one query
         if outcome.receipt is not None:
             sender = f"telegram:{event.chat_id}"
             self.service.log(self._inbound(event, sender, None), outcome.receipt, started)
@@ -196,9 +195,9 @@ class ChatService:
             return self._status(session, chat, event)
         if command in NEW:
             chat.new_request = True
-            return self._say(session, chat, event, "new_request")
+            return self._say(session, chat, "new_request")
         if command is not None:
-            return self._say(session, chat, event, "help")
+            return self._say(session, chat, "help")
         text = event.text.strip()
         if not event.files and chat.state in ("awaiting_email", "awaiting_code"):
             if EMAIL.fullmatch(text):
@@ -206,7 +205,7 @@ class ChatService:
             if chat.state == "awaiting_code" and CODE.fullmatch(text):
                 return self._check_code(session, chat, event, text)
         if not text and not event.files:
-            return self._say(session, chat, event, "help")
+            return self._say(session, chat, "help")
         return self._request(session, chat, event, prediction)
 
     # ---- chat state --------------------------------------------------------------------
@@ -226,7 +225,6 @@ class ChatService:
         self,
         session: Session,
         chat: TelegramChat,
-        event: ChatEvent,
         name: str,
         buttons: tuple[tuple[tuple[str, str], ...], ...] = (),
         ticket_id: int | None = None,
@@ -236,14 +234,14 @@ class ChatService:
         send_chat(
             session, chat.chat_id, text, now=self.clock(), ticket_id=ticket_id, buttons=buttons
         )
-        return ChatOutcome(queued=1)
+        return ChatOutcome()
 
     # ---- linking -----------------------------------------------------------------------
     def _start(self, session: Session, chat: TelegramChat, event: ChatEvent) -> ChatOutcome:
         if chat.contact is not None:
-            return self._say(session, chat, event, "welcome_linked", email=chat.contact.email)
+            return self._say(session, chat, "welcome_linked", email=chat.contact.email)
         chat.state = "awaiting_email"
-        return self._say(session, chat, event, "welcome")
+        return self._say(session, chat, "welcome")
 
     def _request_code(
         self, session: Session, chat: TelegramChat, event: ChatEvent, email: str
@@ -264,7 +262,7 @@ class ChatService:
                 chat.chat_id,
                 email,
             )
-            return self._say(session, chat, event, "code_limit")
+            return self._say(session, chat, "code_limit")
         for old in session.scalars(
             select(TelegramCode).where(
                 TelegramCode.chat_id == chat.chat_id, TelegramCode.used_at.is_(None)
@@ -285,7 +283,6 @@ class ChatService:
             )
         )
         chat.state = "awaiting_code"
-        queued = 0
         if contact is not None and contact.email:
             language = contact.language if contact.language in ("de", "en") else chat.language
             text = self.renderer.text(
@@ -299,14 +296,12 @@ class ChatService:
             send_reply(
                 session, self.cfg, None, Reply(subject, text + "\n", ""), to=contact.email, now=now
             )
-            queued += 1
         log.info(
             '{"event": "telegram-code", "chat": %d, "known": %s}',
             chat.chat_id,
             "true" if contact is not None else "false",
         )
-        said = self._say(session, chat, event, "code_sent", email=email, minutes=tg.code_minutes)
-        return ChatOutcome(queued=said.queued + queued)
+        return self._say(session, chat, "code_sent", email=email, minutes=tg.code_minutes)
 
     def _check_code(
         self, session: Session, chat: TelegramChat, event: ChatEvent, code: str
@@ -323,7 +318,7 @@ class ChatService:
             if row is not None:
                 row.used_at = now
             chat.state = "idle"
-            return self._say(session, chat, event, "code_wrong", left=0)
+            return self._say(session, chat, "code_wrong", left=0)
         row.attempts += 1
         if row.contact_id is not None and hmac.compare_digest(
             _hash_code(code, row.code_hash), row.code_hash
@@ -352,25 +347,25 @@ class ChatService:
                 contact.id,
             )
             return self._say(
-                session, chat, event, "linked", email=contact.email, customer=contact.customer.name
+                session, chat, "linked", email=contact.email, customer=contact.customer.name
             )
         left = max(limit - row.attempts, 0)
         if left == 0:
             row.used_at = now
             chat.state = "idle"
-        return self._say(session, chat, event, "code_wrong", left=left)
+        return self._say(session, chat, "code_wrong", left=left)
 
     def _unlink(self, session: Session, chat: TelegramChat, event: ChatEvent) -> ChatOutcome:
         contact = chat.contact
         if contact is None:
             chat.state = "idle"
-            return self._say(session, chat, event, "not_linked")
+            return self._say(session, chat, "not_linked")
         self._end_links(session, chat.chat_id, self.clock())
         chat.contact_id = None
         chat.open_ticket_id = None
         chat.state = "idle"
         log.info('{"event": "telegram-unlinked", "chat": %d}', chat.chat_id)
-        return self._say(session, chat, event, "unlinked", email=contact.email)
+        return self._say(session, chat, "unlinked", email=contact.email)
 
     @staticmethod
     def _end_links(session: Session, chat_id: int, now: datetime) -> None:
@@ -384,7 +379,7 @@ class ChatService:
     # ---- requests ----------------------------------------------------------------------
     def _status(self, session: Session, chat: TelegramChat, event: ChatEvent) -> ChatOutcome:
         if chat.contact_id is None:
-            return self._say(session, chat, event, "not_linked")
+            return self._say(session, chat, "not_linked")
         language = chat.language
         tickets = session.scalars(
             select(Ticket)
@@ -408,7 +403,7 @@ class ChatService:
                     "subject": ticket.subject or "",
                 }
             )
-        return self._say(session, chat, event, "status", tickets=rows)
+        return self._say(session, chat, "status", tickets=rows)
 
     def _request(
         self,
@@ -417,7 +412,7 @@ class ChatService:
         event: ChatEvent,
         prediction: Prediction | None,
     ) -> ChatOutcome:
-        notes = self._too_large(session, chat, event)
+        self._too_large(session, chat, event)
         contact = chat.contact
         if contact is None or not contact.email:
             # Unlinked: stored and held as from an unknown sender; the reply explains linking.
@@ -425,13 +420,13 @@ class ChatService:
             msg = self._inbound(event, f"telegram:{chat.chat_id}", None)
             if prediction is None:
                 prediction = self.service.classify(msg)
-            return self._record(session, chat, msg, prediction, notes)
+            return self._record(session, chat, msg, prediction)
         open_ticket = chat.open_ticket
         if open_ticket is not None and open_ticket.status == "open" and not chat.new_request:
             # Kept with the open ticket at once (staff see it there); the customer is asked and
             # may make it a new request instead.
             msg = self._inbound(event, contact.email, open_ticket.number)
-            outcome = self._record(session, chat, msg, prediction, notes)
+            outcome = self._record(session, chat, msg, prediction)
             if outcome.receipt is None or outcome.receipt.outcome is not Outcome.FOLLOW_UP:
                 return outcome
             stored = store.find_inbound(session, msg.dedupe_key)
@@ -441,10 +436,9 @@ class ChatService:
                 if chat.language == "en"
                 else ("Gehört zu", "Neue Anfrage")
             )
-            said = self._say(
+            self._say(
                 session,
                 chat,
-                event,
                 "ask_follow_up",
                 buttons=(
                     (
@@ -456,12 +450,12 @@ class ChatService:
                 number=open_ticket.number,
                 subject=(open_ticket.subject or "")[:60],
             )
-            return ChatOutcome(receipt=outcome.receipt, queued=outcome.queued + said.queued)
+            return outcome
         chat.new_request = False
         msg = self._inbound(event, contact.email, None)
         if prediction is None:  # text that only looked like an address or a code
             prediction = self.service.classify(msg)
-        return self._record(session, chat, msg, prediction, notes)
+        return self._record(session, chat, msg, prediction)
 
     def _follow_up_choice(
         self, session: Session, chat: TelegramChat, event: ChatEvent
@@ -497,10 +491,8 @@ class ChatService:
         if first == message.id:  # it opened its ticket: already a request of its own
             return ChatOutcome(answer=done)
         if choice == "keep":
-            said = self._say(
-                session, chat, event, "added", ticket_id=ticket.id, number=ticket.number
-            )
-            return ChatOutcome(answer="OK", queued=said.queued)
+            self._say(session, chat, "added", ticket_id=ticket.id, number=ticket.number)
+            return ChatOutcome(answer="OK")
         files = tuple(
             AttachedFile(a.filename, a.content_type, a.data or b"")
             for a in session.scalars(select(Attachment).where(Attachment.message_id == message.id))
@@ -522,9 +514,9 @@ class ChatService:
         session.delete(message)
         session.flush()
         chat.new_request = False
-        outcome = self._record(session, chat, original, self.service.classify(original), 0)
+        outcome = self._record(session, chat, original, self.service.classify(original))
         answer = "New request." if chat.language == "en" else "Neue Anfrage."
-        return ChatOutcome(answer=answer, receipt=outcome.receipt, queued=outcome.queued)
+        return ChatOutcome(answer=answer, receipt=outcome.receipt)
 
     def _record(
         self,
@@ -532,25 +524,19 @@ class ChatService:
         chat: TelegramChat,
         msg: InboundMessage,
         prediction: Prediction | None,
-        notes: int,
     ) -> ChatOutcome:
         receipt = self.service.record(session, msg, prediction)
-        if receipt.ticket_number is not None:
-            ticket = session.scalars(
-                select(Ticket).where(Ticket.number == receipt.ticket_number)
-            ).first()
-            if ticket is not None and ticket.status == "open":
-                chat.open_ticket_id = ticket.id
-        return ChatOutcome(receipt=receipt, queued=receipt.queued + notes)
+        ticket = session.get(Ticket, receipt.ticket_id) if receipt.ticket_id else None
+        if ticket is not None and ticket.status == "open":
+            chat.open_ticket_id = ticket.id
+        return ChatOutcome(receipt=receipt)
 
-    def _too_large(self, session: Session, chat: TelegramChat, event: ChatEvent) -> int:
+    def _too_large(self, session: Session, chat: TelegramChat, event: ChatEvent) -> None:
         if not event.too_large:
-            return 0
+            return
         limit = self.cfg.telegram.max_file_bytes // (1024 * 1024)
         names = ", ".join(event.too_large)
-        return self._say(
-            session, chat, event, "too_large", names=names, count=len(event.too_large), limit=limit
-        ).queued
+        self._say(session, chat, "too_large", names=names, count=len(event.too_large), limit=limit)
 
     def _inbound(self, event: ChatEvent, sender: str, ticket_number: str | None) -> InboundMessage:
         text = event.text.strip()
@@ -595,10 +581,9 @@ class ChatService:
             )
         except StaffActionRefused as exc:
             return ChatOutcome(answer=str(exc))
-        queued = 0
         changed = result.old is not priority
-        if changed and notify_priority(session, self.cfg, number, now):
-            queued += 1
+        if changed:
+            notify_priority(session, self.cfg, number, now)
         text = self.renderer.text(
             "staff_done",
             "de",
@@ -609,7 +594,7 @@ class ChatService:
             staff=staff.removeprefix("telegram:"),
         )
         send_chat(session, staff_chat, text, now=now)
-        return ChatOutcome(answer=f"{number}: {priority.value}", queued=queued + 1)
+        return ChatOutcome(answer=f"{number}: {priority.value}")
 
 
 def _hash_code(code: str, stored: str | None = None) -> str:
