@@ -59,6 +59,9 @@ def decide(probabilities: np.ndarray) -> Priority:
     return ORDER[int(np.argmin(expected))]
 
 
+MAX_CHARS = 20_000  # config: classifier.max_chars
+
+
 @dataclass
 class PriorityModel:
     pipeline: Pipeline
@@ -90,11 +93,19 @@ class PriorityModel:
         version = str(card.get("version", path.stem))
         return cls(pipeline=pipeline, version=version, review_below=review_below, card=card)
 
-    def predict(self, subject: str | None, body: str) -> Prediction:
-        return self.predict_many([(subject, body)])[0]
+    def predict(self, subject: str | None, body: str, max_chars: int = MAX_CHARS) -> Prediction:
+        return self.predict_many([(subject, body)], max_chars)[0]
 
-    def predict_many(self, items: list[tuple[str | None, str]]) -> list[Prediction]:
-        texts = [classifier_text(s, b) for s, b in items]
+    def predict_many(
+        self, items: list[tuple[str | None, str]], max_chars: int = MAX_CHARS
+    ) -> list[Prediction]:
+        """Proposals for a batch in one vectorised call. Work per request is bounded: the model
+        reads at most `max_chars` of subject + new words (quotes and signature stripped from a
+        prefix a few times that long, so a 10 MB body costs no more than a long mail)."""
+        texts = [
+            classifier_text(None if s is None else s[:max_chars], b[: max_chars * 4])[:max_chars]
+            for s, b in items
+        ]
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             return self._predict_texts(texts)
 

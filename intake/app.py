@@ -1,4 +1,5 @@
-"""Wire the running service: database, classifier, SMTP intake and the outbox sender in one loop."""
+"""Wire the running service: the door (SMTP, IMAP, Telegram), triage behind it, the outbox
+sender and the staff pages, in one event loop."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy import Engine
 
 from classifier.model import PriorityModel
 from classifier.registry import ModelRegistry
+from intake.accept import Acceptor
 from intake.clock import Clock, utcnow
 from intake.config import Config
 from intake.db.engine import make_engine, make_sessions
@@ -25,6 +27,7 @@ from intake.mail.imap import ImapPoller
 from intake.mail.smtp import IntakeHandler, smtp_factory
 from intake.outbox import OutboxSender, make_relay
 from intake.service import IntakeService
+from intake.triage import TriageWorker
 from intake.web.app import create_app
 
 if TYPE_CHECKING:
@@ -71,9 +74,14 @@ class IntakeApp:
             review_below=cfg.classifier.review_below
         )
         self._stop = asyncio.Event()
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # the outbox: something was queued
+        self._triage_wake = asyncio.Event()  # triage: something was stored
         self.service = IntakeService(
             cfg, self.sessions, self.model, on_reply_queued=self._wake_outbox
+        )
+        self.acceptor = Acceptor(self.sessions, on_accepted=self._wake_triage)
+        self.triage = TriageWorker(
+            cfg.triage, self.sessions, self.service, clock, on_queued=self._wake_outbox
         )
         self.telegram: TelegramChannel | None = None
         chat_relay = None
@@ -95,7 +103,7 @@ class IntakeApp:
         self._imap_stop = threading.Event()
         self._imap_thread: threading.Thread | None = None
         if cfg.imap.enabled:
-            poller = ImapPoller(cfg.imap, self.service, self.sessions, clock)
+            poller = ImapPoller(cfg.imap, self.acceptor, self.sessions, clock)
             self._imap_thread = threading.Thread(
                 target=poller.run, args=(self._imap_stop,), name="imap-poller", daemon=True
             )
@@ -103,6 +111,7 @@ class IntakeApp:
         self._web_task: asyncio.Task[None] | None = None
         self._server: asyncio.Server | None = None
         self._outbox_task: asyncio.Task[None] | None = None
+        self._triage_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _wake_outbox(self) -> None:
@@ -110,15 +119,21 @@ class IntakeApp:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
+    def _wake_triage(self) -> None:
+        # Called from the thread that committed an arrival.
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._triage_wake.set)
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        handler = IntakeHandler(self.service, self.cfg.smtp.addresses, self.clock)
+        handler = IntakeHandler(self.acceptor, self.cfg.smtp.addresses, self.clock)
         hostname = socket.gethostname()
         self._server = await self._loop.create_server(
             lambda: smtp_factory(handler, self.cfg.smtp.max_message_bytes, hostname),
             host=self.cfg.smtp.host,
             port=self.cfg.smtp.port,
         )
+        self._triage_task = asyncio.create_task(self.triage.run(self._stop, self._triage_wake))
         self._outbox_task = asyncio.create_task(self.outbox.run(self._stop, self._wake))
         if self._imap_thread is not None:
             self._imap_thread.start()
@@ -168,6 +183,8 @@ class IntakeApp:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self._triage_task is not None:
+            await self._triage_task
         if self._outbox_task is not None:
             await self._outbox_task
         if self.telegram is not None:

@@ -285,6 +285,18 @@ class ClassifierConfig(Section):
     models_dir: Path = Path("models")  # model versions; the file ACTIVE names the one in use
     corpus_dir: Path = Path("classifier/data/corpus")  # what `intake train` learns from
     review_below: float = Field(default=0.6, ge=0, le=1)
+    # The classifier reads at most this many characters of subject + new words (bounded work).
+    max_chars: int = Field(default=20_000, ge=100)
+
+
+class TriageConfig(Section):
+    """The stage behind the door: stored messages become tickets, a batch at a time."""
+
+    batch_size: int = Field(default=32, ge=1, le=1000)  # messages classified in one call
+    batch_bytes: int = Field(default=16 * 1024 * 1024, gt=0)  # raw bytes read into one batch
+    attempts: int = Field(default=3, ge=1)  # then the message is held as "nicht verarbeitbar"
+    retry_seconds: float = Field(default=2.0, gt=0)  # first retry after a failure, doubling
+    poll_seconds: float = Field(default=1.0, gt=0)  # each accept wakes triage; this is a fallback
 
 
 class OutboxConfig(Section):
@@ -292,6 +304,8 @@ class OutboxConfig(Section):
     retry_base_seconds: float = Field(default=5.0, gt=0)
     retry_max_seconds: float = Field(default=600.0, gt=0)
     lease_seconds: float = Field(default=120.0, gt=0)
+    batch_size: int = Field(default=64, ge=1, le=1000)  # rows leased in one pass
+    senders: int = Field(default=4, ge=1, le=32)  # deliveries at once, each on its own connection
 
 
 class Config(Section):
@@ -317,6 +331,7 @@ class Config(Section):
     )
     quota_warning_at: int = Field(default=5, ge=0)  # warn when this many requests or fewer remain
     classifier: ClassifierConfig = ClassifierConfig()
+    triage: TriageConfig = TriageConfig()
     outbox: OutboxConfig = OutboxConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -23,6 +23,10 @@ class Priority(StrEnum):
             self.value
         ]
 
+    def label(self, language: str) -> str:
+        """The name a customer reads: German, or English for a customer who wrote English."""
+        return self.english if language == "en" else self.value
+
 
 class Channel(StrEnum):
     EMAIL = "email"
@@ -75,10 +79,38 @@ class TicketStatus(StrEnum):
     HELD = "held"
     CLOSED = "closed"
 
+    @property
+    def label(self) -> str:
+        """German, for staff pages and the staff chat."""
+        return {"open": "offen", "held": "zurückgehalten", "closed": "geschlossen"}[self.value]
+
+
+class Direction(StrEnum):
+    IN = "in"  # from a customer (or a machine) to us
+    OUT = "out"  # what we said
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"  # waiting to be sent (or retried)
+    SENT = "sent"
+    FAILED = "failed"  # refused for good (5xx, a blocked bot)
+
+
+class InboxState(StrEnum):
+    """Where a stored inbound message stands between the 250 and its ticket."""
+
+    PENDING = "pending"  # accepted and stored; triage has not finished it
+    DONE = "done"  # triaged: it has its ticket (or was a duplicate of one)
+    FAILED = "failed"  # triage and even holding it for staff failed; raw bytes kept here
+
 
 class Language(StrEnum):
     DE = "de"
     EN = "en"
+
+
+# Longer Message-IDs are hashed for the dedupe key (its column holds 512 characters).
+MESSAGE_ID_KEY_MAX = 500
 
 
 @dataclass(frozen=True)
@@ -116,6 +148,9 @@ class InboundMessage:
         The hash leaves out what relays add on the way (Received lines, line endings), so the
         same mail without a Message-ID is recognised whether it came by SMTP or by IMAP."""
         if self.message_id:
+            if len(self.message_id) > MESSAGE_ID_KEY_MAX:  # an identity, never cut: hash it
+                digest = hashlib.sha256(self.message_id.encode("utf-8", "surrogatepass"))
+                return f"mid-sha256:{digest.hexdigest()}"
             return f"mid:{self.message_id}"
         if self.parse_error:
             payload = self.raw.replace(b"\r\n", b"\n").rstrip()

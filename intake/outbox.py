@@ -20,7 +20,7 @@ from intake.clock import Clock
 from intake.config import OutboxConfig, RelayConfig
 from intake.db import store
 from intake.db.tables import OutboxItem
-from intake.domain import Channel
+from intake.domain import Channel, OutboxStatus
 
 log = logging.getLogger("intake.outbox")
 
@@ -137,7 +137,7 @@ class OutboxSender:
         except PermanentFailure as exc:
             with self.sessions.begin() as session:
                 row = store.mark_failed(session, item_id, str(exc), self.clock())
-                row.status = "failed"
+                row.status = OutboxStatus.FAILED
             log.error("outbox %s to %s refused for good: %s", item_id, envelope.recipient, exc)
             return 0
         except Exception as exc:

@@ -16,7 +16,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from intake.calendar import ServiceCalendar, build_calendar, format_deadline
 from intake.config import Config
 from intake.db import store
-from intake.db.tables import Attachment, Contact, LedgerEntry, Message, Ticket, TriageRecord
+from intake.db.tables import (
+    ADDRESS_LENGTH,
+    MESSAGE_ID_LENGTH,
+    Attachment,
+    Contact,
+    LedgerEntry,
+    Message,
+    Ticket,
+    TriageRecord,
+)
 from intake.delivery import answer_ticket, queue_staff_alert
 from intake.domain import (
     Action,
@@ -24,6 +33,7 @@ from intake.domain import (
     ContractModel,
     ContractView,
     CustomerView,
+    Direction,
     Entitlement,
     InboundMessage,
     Outcome,
@@ -57,7 +67,9 @@ STATUS_OF_OUTCOME = {
 
 
 class Classifier(Protocol):
-    def predict(self, subject: str | None, body: str) -> Prediction: ...
+    def predict_many(
+        self, items: list[tuple[str | None, str]], max_chars: int = ...
+    ) -> list[Prediction]: ...
 
 
 @dataclass(frozen=True)
@@ -110,10 +122,19 @@ class IntakeService:
 
     def classify(self, msg: InboundMessage) -> Prediction | None:
         """The classifier's proposal; CPU only, so callers run it before their transaction."""
+        return self.classify_many([msg])[0]
+
+    def classify_many(self, msgs: list[InboundMessage]) -> list[Prediction | None]:
+        """Proposals for a batch in one vectorised call (the triage stage's batches)."""
         # Machines and unreadable bytes get no prediction (it would only mislead staff).
-        if msg.parse_error or msg.automatic_reasons:
-            return None
-        return self.classifier.predict(msg.subject, msg.body)
+        wanted = [i for i, m in enumerate(msgs) if not (m.parse_error or m.automatic_reasons)]
+        results: list[Prediction | None] = [None] * len(msgs)
+        if wanted:
+            items: list[tuple[str | None, str]] = [(msgs[i].subject, msgs[i].body) for i in wanted]
+            predictions = self.classifier.predict_many(items, self.cfg.classifier.max_chars)
+            for i, prediction in zip(wanted, predictions, strict=True):
+                results[i] = prediction
+        return results
 
     def record(
         self, session: Session, msg: InboundMessage, prediction: Prediction | None
@@ -145,9 +166,9 @@ class IntakeService:
             Ticket(
                 channel=msg.channel.value,
                 subject=msg.subject,
-                status=STATUS_OF_OUTCOME[triage.outcome].value,
+                status=STATUS_OF_OUTCOME[triage.outcome],
                 outcome=triage.outcome.value,
-                sender=msg.sender,
+                sender=msg.sender[:ADDRESS_LENGTH],
                 customer_id=customer.id if customer else None,
                 contact_id=contact.id if contact else None,
                 contract_id=triage.contract.id if triage.contract else None,
@@ -199,11 +220,12 @@ class IntakeService:
     def _store_inbound(self, session: Session, msg: InboundMessage, ticket_id: int) -> Message:
         inbound = Message(
             ticket_id=ticket_id,
-            direction="in",
+            direction=Direction.IN,
             channel=msg.channel.value,
             dedupe_key=msg.dedupe_key,
-            message_id_header=msg.message_id,
-            sender=msg.sender,
+            # Cut, not refused: the dedupe key (hashed when long) is the identity.
+            message_id_header=msg.message_id[:MESSAGE_ID_LENGTH] if msg.message_id else None,
+            sender=msg.sender[:ADDRESS_LENGTH],
             subject=msg.subject,
             body_text=msg.body,
             raw=msg.raw or None,
@@ -371,9 +393,7 @@ class IntakeService:
                 sender=msg.sender,
                 contact_name=(contact.name if contact else "") or msg.sender_name,
                 contract_title=contract.model.label if contract else "",
-                priority=(priority.english if language == "en" else priority.value)
-                if priority
-                else "",
+                priority=priority.label(language) if priority else "",
                 deadline_text=format_deadline(triage.deadline, self.cfg.zone, language)
                 if triage.deadline
                 else "",
@@ -411,10 +431,13 @@ class IntakeService:
         )
 
     @staticmethod
-    def log(msg: InboundMessage, receipt: Receipt, started: float) -> None:
+    def log(
+        msg: InboundMessage, receipt: Receipt, started: float, queue_id: str | None = None
+    ) -> None:
         record: dict[str, Any] = {
             "event": "message",
             "channel": msg.channel.value,
+            "queue": queue_id,
             "ticket": receipt.ticket_number,
             "sender": msg.sender,
             "priority": receipt.priority.value if receipt.priority else None,

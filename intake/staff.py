@@ -23,7 +23,7 @@ from intake.db.tables import (
     TriageRecord,
 )
 from intake.delivery import answer_ticket
-from intake.domain import Channel, ContractModel, Priority, contract_year
+from intake.domain import Channel, ContractModel, Priority, TicketStatus, contract_year
 from intake.language import guess_language
 from intake.replies import ReplyContext, ReplyKind, ReplyRenderer
 from intake.rules.base import select_valid_contract
@@ -168,7 +168,7 @@ def accept_held(session: Session, cfg: Config, number: str, staff: str, now: dat
     ticket = _ticket(session, number)
     if ticket.status != "held":
         raise StaffActionRefused(f"ticket {number} is not held")
-    ticket.status = "open"
+    ticket.status = TicketStatus.OPEN
     ticket.outcome = "accepted"
     ticket.needs_review = False
     current = ticket.final_priority or ticket.proposed_priority
@@ -211,7 +211,7 @@ def reject_held(
     ticket = _ticket(session, number)
     if ticket.status != "held":
         raise StaffActionRefused(f"ticket {number} is not held")
-    ticket.status = "closed"
+    ticket.status = TicketStatus.CLOSED
     ticket.needs_review = False
     context = _reply_context(ticket, ReplyKind.REJECTED, cfg, reasons=(reason,) if reason else ())
     return _answer(session, cfg, ticket, context, now)

@@ -5,11 +5,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
 
 from classifier.model import PriorityModel
 from intake.app import IntakeApp
+from intake.clock import utcnow
 from intake.config import Config
+from intake.service import IntakeService
+from intake.triage import TriageWorker
 
 
 class AppThread:
@@ -48,3 +54,22 @@ def wait_for_files(directory: Path, n: int, timeout: float = 5.0) -> list[Path]:
         if len(files) >= n or time.monotonic() > deadline:
             return files
         time.sleep(0.05)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for something that happens behind the door (triage, the outbox); fail if it does not."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {timeout} s: {condition}")
+        time.sleep(0.05)
+
+
+def triage_all(cfg: Config, sessions: sessionmaker[Session], model: PriorityModel) -> int:
+    """Run the triage stage until nothing stored is left (what `intake serve` does behind the
+    door); return how many messages it took."""
+    worker = TriageWorker(cfg.triage, sessions, IntakeService(cfg, sessions, model), utcnow)
+    total = 0
+    while taken := worker.run_once():
+        total += taken
+    return total

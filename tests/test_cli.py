@@ -75,13 +75,15 @@ def test_serve_answers_a_mail_lists_it_and_stops_cleanly_on_sigterm(
         if proc.poll() is None:
             proc.kill()
     stderr = proc.stderr.read() if proc.stderr else ""
-    number = answer.decode().rsplit(" ", 1)[-1]
+    queue_id = answer.decode().rsplit(" ", 1)[-1]
     logged = [
         json.loads(line.split(" intake.service ", 1)[1])
         for line in stderr.splitlines()
         if " intake.service " in line
     ]
-    assert logged and logged[0]["ticket"] == number and logged[0]["outcome"] == "accepted"
+    assert logged and logged[0]["queue"] == queue_id and logged[0]["outcome"] == "accepted"
+    number = logged[0]["ticket"]
+    assert number.isdigit() and number not in answer.decode()
     assert logged[0]["priority"] == "Kritisch" and logged[0]["ms"] > 0
 
     listed = json.loads(intake(env, "tickets", "list", "--json").stdout)

@@ -100,7 +100,7 @@ def test_two_instances_make_one_ticket_and_one_reply_per_mail(
     assert len(numbers) == 40 and len(set(numbers)) == 40  # 30 by SMTP (each twice) + 10 by IMAP
     assert tuple(outbox) == (40, 40)
     assert len(list((tmp_path / "maildir" / "new").glob("*"))) == 40
-    polled = [log.read_text().count("-> ticket") for log in logs]
+    polled = [log.read_text().count("-> queued as") for log in logs]
     assert sorted(polled) == [0, 10], f"both instances polled the mailbox: {polled}"
 
 

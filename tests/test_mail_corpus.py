@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from classifier.model import PriorityModel
 from intake.config import Config, ImapConfig
 from intake.mail.imap import ImapPoller
+from intake.accept import Acceptor
 from intake.mail.parse import parse_email
-from intake.service import IntakeService
-from tests.conftest import IN_CI, Dovecot
+from tests.conftest import IN_CI, Dovecot, count
 from tests.factories import make_mail
-from tests.servers import AppThread
+from tests.servers import AppThread, triage_all, wait_until
 
 OURS = sorted((Path(__file__).parent / "mail").glob("*.eml"))
 STDLIB = sorted(
@@ -83,6 +83,7 @@ def test_the_corpus_through_smtp(
         customer = make_mail()
         with smtplib.SMTP("127.0.0.1", app.port, timeout=30) as client:
             assert client.sendmail("it@muster.example", ["support@example.com"], customer) == {}
+        wait_until(lambda: count(sessions, "inbox", "state = 'done'") == len(raws) + 1, 60)
     assert_stored_once_and_machines_unanswered(sessions, [*raws, customer], "sender@example.org")
 
 
@@ -112,7 +113,8 @@ def test_the_corpus_through_imap(
         username=dovecot.user,
         password=dovecot.password,
     )  # type: ignore[arg-type]
-    poller = ImapPoller(imap, IntakeService(cfg, sessions, model), sessions, lambda: NOW)
+    poller = ImapPoller(imap, Acceptor(sessions), sessions, lambda: NOW)
     assert poller.poll_once() == len(raws)
     assert poller.poll_once() == 0
+    assert triage_all(cfg, sessions, model) == len(raws)
     assert_stored_once_and_machines_unanswered(sessions, raws, None)

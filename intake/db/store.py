@@ -11,10 +11,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from intake.db.tables import (
+    MESSAGE_ID_LENGTH,
     Contact,
     Contract,
     Correction,
     Customer,
+    InboxItem,
     LedgerEntry,
     Message,
     OutboxItem,
@@ -26,6 +28,8 @@ from intake.domain import (
     ContractView,
     CustomerView,
     Entitlement,
+    InboxState,
+    OutboxStatus,
     TicketRef,
     contract_year,
 )
@@ -104,6 +108,41 @@ def enqueue(session: Session, item: OutboxItem) -> OutboxItem:
     return item
 
 
+def claim_inbox(
+    session: Session, now: datetime, limit: int, max_bytes: int, *, lock: bool
+) -> list[InboxItem]:
+    """The oldest stored messages that are due for triage: at most `limit`, and no more raw
+    bytes than `max_bytes` (but always one, however large), so memory per batch is bounded.
+
+    With `lock` (PostgreSQL) the rows stay locked until the caller's transaction ends and
+    other workers skip them (SKIP LOCKED); a worker killed mid-batch releases them at once."""
+    due = (
+        select(InboxItem.id, func.coalesce(func.length(InboxItem.raw), 0))
+        .where(InboxItem.state == InboxState.PENDING, InboxItem.next_attempt_at <= now)
+        .order_by(InboxItem.id)
+        .limit(limit)
+    )
+    if lock:
+        due = due.with_for_update(skip_locked=True)
+    candidates = session.execute(due).all()
+    chosen: list[int] = []
+    total = 0
+    for item_id, size in candidates:
+        if chosen and total + size > max_bytes:
+            break
+        chosen.append(item_id)
+        total += size
+    if not chosen:
+        return []
+    return list(
+        session.scalars(
+            select(InboxItem)
+            .where(InboxItem.id.in_(chosen), InboxItem.state == InboxState.PENDING)
+            .order_by(InboxItem.id)
+        )
+    )
+
+
 def claim_due(
     session: Session,
     now: datetime,
@@ -119,7 +158,7 @@ def claim_due(
     rows = session.scalars(
         select(OutboxItem)
         .where(
-            OutboxItem.status == "pending",
+            OutboxItem.status == OutboxStatus.PENDING,
             OutboxItem.next_attempt_at <= now,
             OutboxItem.channel.in_(list(channels)),
         )
@@ -136,7 +175,7 @@ def claim_due(
 
 def mark_sent(session: Session, item_id: int, now: datetime) -> None:
     item = session.get_one(OutboxItem, item_id)
-    item.status = "sent"
+    item.status = OutboxStatus.SENT
     item.sent_at = now
     item.last_error = None
 
@@ -166,6 +205,7 @@ def corrected_requests(session: Session) -> list[tuple[int, str, str, str]]:
     return rows
 
 
+MAX_CITED = 100  # References beyond this are not looked up (work per message is bounded)
 TICKET_TAG = re.compile(r"\[Ticket#(\d{16,})\]", re.IGNORECASE)
 
 
@@ -182,10 +222,11 @@ def find_follow_up(
     if number:
         ticket = session.scalars(select(Ticket).where(Ticket.number == number)).first()
     if ticket is None and message_ids:
+        cited = [m[:MESSAGE_ID_LENGTH] for m in message_ids[-MAX_CITED:]]
         ticket = session.scalars(
             select(Ticket)
             .join(Message, Message.ticket_id == Ticket.id)
-            .where(Message.message_id_header.in_(list(message_ids)))
+            .where(Message.message_id_header.in_(cited))
             .order_by(Ticket.id.desc())
             .limit(1)
         ).first()

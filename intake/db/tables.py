@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -11,6 +12,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Dialect,
+    Enum,
     Float,
     ForeignKey,
     Index,
@@ -22,6 +24,12 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from intake.domain import Direction, InboxState, OutboxStatus, TicketStatus
+
+# Column sizes that values from outside are fitted to (cut, or hashed where they are a key).
+ADDRESS_LENGTH = 320  # RFC 5321: 64 + 1 + 255
+MESSAGE_ID_LENGTH = 512
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -42,6 +50,18 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def state_column(enum: type[StrEnum]) -> Enum:
+    """A state kept as its text value (VARCHAR(16), no database enum type to migrate) and read
+    back as the enum member."""
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+    )
 
 
 # BIGINT on PostgreSQL, INTEGER on SQLite (where only INTEGER PRIMARY KEY is the rowid alias).
@@ -110,9 +130,9 @@ class Ticket(Base):
     number: Mapped[str | None] = mapped_column(String(32), unique=True)
     channel: Mapped[str] = mapped_column(String(16))
     subject: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[TicketStatus] = mapped_column(state_column(TicketStatus))
     outcome: Mapped[str] = mapped_column(String(16))
-    sender: Mapped[str] = mapped_column(String(320))
+    sender: Mapped[str] = mapped_column(String(ADDRESS_LENGTH))
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
     contract_id: Mapped[int | None] = mapped_column(ForeignKey("contracts.id"))
@@ -146,13 +166,13 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
-    direction: Mapped[str] = mapped_column(String(8))  # "in" | "out"
+    direction: Mapped[Direction] = mapped_column(state_column(Direction))
     channel: Mapped[str] = mapped_column(String(16))
     # Identity of an inbound delivery (Message-ID or content hash): a second delivery is a no-op.
     dedupe_key: Mapped[str | None] = mapped_column(String(512), unique=True)
-    message_id_header: Mapped[str | None] = mapped_column(String(512), index=True)
-    sender: Mapped[str] = mapped_column(String(320))
-    recipient: Mapped[str] = mapped_column(String(320), default="")
+    message_id_header: Mapped[str | None] = mapped_column(String(MESSAGE_ID_LENGTH), index=True)
+    sender: Mapped[str] = mapped_column(String(ADDRESS_LENGTH))
+    recipient: Mapped[str] = mapped_column(String(ADDRESS_LENGTH), default="")
     subject: Mapped[str] = mapped_column(Text, default="")
     body_text: Mapped[str] = mapped_column(Text, default="")
     raw: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -196,12 +216,41 @@ class OutboxItem(Base):
     channel: Mapped[str] = mapped_column(String(16))
     recipient: Mapped[str] = mapped_column(String(320))
     payload: Mapped[bytes] = mapped_column(LargeBinary)
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent
+    status: Mapped[OutboxStatus] = mapped_column(
+        state_column(OutboxStatus), default=OutboxStatus.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+
+
+class InboxItem(Base):
+    """A message as it arrived (raw bytes, envelope, peer, time), before triage. The SMTP 250 and
+    the IMAP flag mean "stored here"; triage turns it into a ticket behind them."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        Index("ix_inbox_due", "state", "next_attempt_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # Opaque, told to the sender in the 250 ("queued as …"); says nothing about our tickets.
+    queue_id: Mapped[str] = mapped_column(String(32), unique=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)  # dropped once the message holds it
+    envelope_from: Mapped[str | None] = mapped_column(Text)
+    recipients: Mapped[list[str]] = mapped_column(JSON, default=list)
+    peer: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime]
+    state: Mapped[InboxState] = mapped_column(state_column(InboxState))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    processed_at: Mapped[datetime | None]
 
 
 class Correction(Base):

@@ -19,11 +19,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from intake.accept import Acceptor, Arrival, store_arrival
 from intake.clock import Clock
 from intake.config import ImapConfig
 from intake.db.tables import ImapUid
-from intake.mail.parse import parse_email
-from intake.service import IntakeService
+from intake.domain import Channel
 
 log = logging.getLogger("intake.imap")
 IDLE_RECHECK_SECONDS = 5.0  # how long one IDLE waits before the loop looks at `stop` again
@@ -33,12 +33,12 @@ class ImapPoller:
     def __init__(
         self,
         cfg: ImapConfig,
-        service: IntakeService,
+        acceptor: Acceptor,
         sessions: sessionmaker[Session],
         clock: Clock,
     ) -> None:
         self.cfg = cfg
-        self.service = service
+        self.acceptor = acceptor
         self.sessions = sessions
         self.clock = clock
         self.account = f"{cfg.username}@{cfg.host}:{cfg.port}/{cfg.folder}"
@@ -87,28 +87,30 @@ class ImapPoller:
         if typ != "OK" or raw is None:
             log.warning("imap %s: UID %s vanished before it could be fetched", self.account, uid)
             return
-        receipt = self.service.receive(parse_email(bytes(raw), self.clock()))  # commits, or raises
-        self._remember(uidvalidity, int(uid))
+        queue_id = self._store(bytes(raw), uidvalidity, int(uid))  # commits, or raises
         # Only after the commit: the mailbox shows the message as handled.
         if self.cfg.done_folder:
             box.move(uid, self.cfg.done_folder)
         else:
             box.flag(uid, MailMessageFlags.SEEN, True)
-        log.info("imap %s: UID %s -> ticket %s", self.account, uid, receipt.ticket_number)
+        log.info("imap %s: UID %s -> queued as %s", self.account, uid, queue_id)
 
-    def _remember(self, uidvalidity: int, uid: int) -> None:
+    def _store(self, raw: bytes, uidvalidity: int, uid: int) -> str | None:
+        """The raw mail and its UID in one short transaction; None when another poller
+        stored this UID first."""
+        now = self.clock()
         try:
             with self.sessions.begin() as session:
+                queue_id = store_arrival(
+                    session, Arrival(channel=Channel.EMAIL, raw=raw, received_at=now)
+                )
                 session.add(
-                    ImapUid(
-                        account=self.account,
-                        uidvalidity=uidvalidity,
-                        uid=uid,
-                        created_at=self.clock(),
-                    )
+                    ImapUid(account=self.account, uidvalidity=uidvalidity, uid=uid, created_at=now)
                 )
         except IntegrityError:
-            pass  # another poller recorded it first
+            return None  # another poller recorded it first
+        self.acceptor.accepted()
+        return queue_id
 
     def run(self, stop: threading.Event) -> None:
         """Poll until `stop` is set. Where the server offers IDLE it wakes on new mail; otherwise

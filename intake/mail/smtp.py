@@ -1,4 +1,5 @@
-"""The SMTP front door (aiosmtpd): refuse cheaply at RCPT, store at DATA, answer 250 only after commit."""
+"""The SMTP front door (aiosmtpd): refuse cheaply at RCPT, store the raw mail at DATA, answer 250
+only after that commit. Triage runs behind the door (`intake/triage.py`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from intake.accept import Acceptor, Arrival
 from intake.clock import Clock
-from intake.mail.parse import parse_email
-from intake.service import IntakeService
+from intake.domain import Channel
 
 log = logging.getLogger("intake.smtp")
 
@@ -34,8 +35,8 @@ class IntakeSMTP(SMTP):
 
 
 class IntakeHandler:
-    def __init__(self, service: IntakeService, addresses: tuple[str, ...], clock: Clock) -> None:
-        self.service = service
+    def __init__(self, acceptor: Acceptor, addresses: tuple[str, ...], clock: Clock) -> None:
+        self.acceptor = acceptor
         self.addresses = frozenset(a.lower() for a in addresses)
         self.clock = clock
 
@@ -58,16 +59,28 @@ class IntakeHandler:
         raw: Any = envelope.original_content or envelope.content or b""
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
-        message = parse_email(bytes(raw), self.clock(), envelope.mail_from)
+        arrival = Arrival(
+            channel=Channel.EMAIL,
+            raw=bytes(raw),
+            received_at=self.clock(),
+            envelope_from=envelope.mail_from,
+            recipients=tuple(envelope.rcpt_tos),
+            peer=_peer(session.peer),
+        )
         try:
-            receipt = await asyncio.to_thread(self.service.receive, message)
+            queue_id = await asyncio.to_thread(self.acceptor.accept, arrival)
         except Exception:
             # Our fault (database away, disk full): the sending server keeps the mail and retries.
-            log.exception("could not store message from %s", envelope.mail_from)
+            log.exception("could not store message from %r", envelope.mail_from)
             return "451 4.3.0 Temporary failure storing the message, please try again later"
-        if receipt.ticket_number:
-            return f"250 2.0.0 OK: queued as ticket {receipt.ticket_number}"
-        return "250 2.0.0 OK"
+        # An opaque id: ticket numbers are told to the ticket's customer only, by our reply.
+        return f"250 2.0.0 OK: queued as {queue_id}"
+
+
+def _peer(peer: Any) -> str | None:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return None if peer is None else str(peer)
 
 
 def smtp_factory(handler: IntakeHandler, max_message_bytes: int, hostname: str) -> IntakeSMTP:
