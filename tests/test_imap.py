@@ -11,10 +11,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from classifier.model import PriorityModel
-from intake.config import Config, ImapConfig
-from intake.mail.imap import ImapPoller
 from intake.accept import Acceptor, Arrival
+from intake.config import Config, ImapConfig
 from intake.domain import Channel
+from intake.mail.imap import ImapPoller
 from tests.conftest import Dovecot, count
 from tests.factories import make_mail
 from tests.servers import triage_all

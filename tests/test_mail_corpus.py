@@ -15,9 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from classifier.model import PriorityModel
+from intake.accept import Acceptor
 from intake.config import Config, ImapConfig
 from intake.mail.imap import ImapPoller
-from intake.accept import Acceptor
 from intake.mail.parse import parse_email
 from tests.conftest import IN_CI, Dovecot, count
 from tests.factories import make_mail

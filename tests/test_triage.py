@@ -187,8 +187,8 @@ def test_values_that_do_not_fit_a_column_are_cut_or_hashed_never_a_failure(
 def test_a_file_name_of_a_thousand_characters_is_cut(
     sessions: sessionmaker[Session], worker: TriageWorker
 ) -> None:
-    from email.message import EmailMessage
     from email import policy
+    from email.message import EmailMessage
 
     msg = EmailMessage()
     msg["From"] = "it@muster.example"
