@@ -1,4 +1,5 @@
-"""The only code that sends: outbox rows go to a Maildir or an SMTP relay, retried with backoff."""
+"""The only code that sends: outbox rows go to a Maildir, an SMTP relay or the Telegram bot,
+several at once, retried with backoff."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 import smtplib
 import socket
 import ssl
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +22,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from intake.clock import Clock
 from intake.config import OutboxConfig, RelayConfig
 from intake.db import store
-from intake.db.tables import OutboxItem
 from intake.domain import Channel, OutboxStatus
 
 log = logging.getLogger("intake.outbox")
@@ -64,21 +66,55 @@ class MaildirRelay:
 
 
 class SmtpRelay:
+    """Sends through the relay, reusing one connection per sending thread: a connection costs a
+    handshake (and TLS, and login) that a burst of replies need not pay each time."""
+
     def __init__(self, cfg: RelayConfig, sender: str) -> None:
         assert cfg.host is not None
         self.cfg = cfg
         self.sender = sender
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: set[smtplib.SMTP] = set()
 
-    def deliver(self, envelope: Envelope) -> None:
+    def _connect(self) -> smtplib.SMTP:
         cfg = self.cfg
         assert cfg.host is not None
+        client = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout_seconds)
         try:
-            with smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout_seconds) as client:
-                if cfg.starttls:
-                    client.starttls(context=ssl.create_default_context())
-                if cfg.username and cfg.password:
-                    client.login(cfg.username, cfg.password.get_secret_value())
-                client.sendmail(self.sender, [envelope.recipient], envelope.payload)
+            if cfg.starttls:
+                client.starttls(context=ssl.create_default_context())
+            if cfg.username and cfg.password:
+                client.login(cfg.username, cfg.password.get_secret_value())
+        except BaseException:
+            client.close()
+            raise
+        with self._lock:
+            self._open.add(client)
+        return client
+
+    def _drop(self, client: smtplib.SMTP) -> None:
+        with self._lock:
+            self._open.discard(client)
+        with contextlib.suppress(Exception):
+            client.close()
+        self._local.client = None
+
+    def deliver(self, envelope: Envelope) -> None:
+        client: smtplib.SMTP | None = getattr(self._local, "client", None)
+        reused = client is not None
+        try:
+            if client is None:
+                client = self._local.client = self._connect()
+            try:
+                self._send(client, envelope)
+            except (smtplib.SMTPServerDisconnected, ConnectionError):
+                self._drop(client)
+                if not reused:
+                    raise
+                # The relay closed the idle connection: one more try on a new one.
+                client = self._local.client = self._connect()
+                self._send(client, envelope)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             if all(500 <= code < 600 for code in codes):
@@ -88,6 +124,22 @@ class SmtpRelay:
             if 500 <= exc.smtp_code < 600:
                 raise PermanentFailure(f"{exc.smtp_code} {exc.smtp_error!r}") from exc
             raise
+        except Exception:
+            # A connection in an unknown state is not reused.
+            if client is not None:
+                self._drop(client)
+            raise
+
+    def _send(self, client: smtplib.SMTP, envelope: Envelope) -> None:
+        # A refusal leaves the session usable: sendmail has sent RSET already.
+        client.sendmail(self.sender, [envelope.recipient], envelope.payload)
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._open = list(self._open), set()
+        for client in clients:
+            with contextlib.suppress(Exception):
+                client.quit()
 
 
 def make_relay(cfg: RelayConfig, sender: str) -> Relay:
@@ -97,6 +149,9 @@ def make_relay(cfg: RelayConfig, sender: str) -> Relay:
 
 
 class OutboxSender:
+    """Leases due rows a batch at a time and hands them to `outbox.senders` threads at once,
+    each keeping its relay connection; then records every outcome in one transaction."""
+
     def __init__(
         self,
         sessions: sessionmaker[Session],
@@ -111,71 +166,92 @@ class OutboxSender:
             self.relays[Channel.TELEGRAM.value] = chat_relay  # else chat rows wait in the outbox
         self.cfg = cfg
         self.clock = clock
+        self._pool = ThreadPoolExecutor(cfg.senders, thread_name_prefix="outbox")
 
     def run_once(self) -> int:
-        """Deliver every due row once; return how many were sent."""
+        """Deliver one batch of due rows; return how many were sent."""
         with self.sessions.begin() as session:
-            ids = store.claim_due(
+            items = store.claim_due(
                 session,
                 self.clock(),
                 timedelta(seconds=self.cfg.lease_seconds),
+                limit=self.cfg.batch_size,
                 channels=tuple(self.relays),
             )
-        sent = 0
-        for item_id in ids:
-            sent += self._deliver(item_id)
-        return sent
-
-    def _deliver(self, item_id: int) -> int:
-        with self.sessions() as session:
-            item = session.get_one(OutboxItem, item_id)
-            envelope = Envelope(item.id, item.recipient, item.payload)
-            attempts = item.attempts
-            relay = self.relays[item.channel]
-        try:
-            relay.deliver(envelope)
-        except PermanentFailure as exc:
-            with self.sessions.begin() as session:
-                row = store.mark_failed(session, item_id, str(exc), self.clock())
-                row.status = OutboxStatus.FAILED
-            log.error("outbox %s to %s refused for good: %s", item_id, envelope.recipient, exc)
+            batch = [
+                (Envelope(i.id, i.recipient, i.payload), i.channel, i.attempts) for i in items
+            ]
+        if not batch:
             return 0
+        outcomes = list(self._pool.map(self._deliver, batch))
+        with self.sessions.begin() as session:
+            for (envelope, _, attempts), error in zip(batch, outcomes, strict=True):
+                self._record(session, envelope, attempts, error)
+        return sum(1 for error in outcomes if error is None)
+
+    def _deliver(self, job: tuple[Envelope, str, int]) -> Exception | None:
+        envelope, channel, _ = job
+        try:
+            self.relays[channel].deliver(envelope)
         except Exception as exc:
+            return exc
+        return None
+
+    def _record(
+        self, session: Session, envelope: Envelope, attempts: int, error: Exception | None
+    ) -> None:
+        item_id = envelope.id
+        if error is None:
+            store.mark_sent(session, item_id, self.clock())
+        elif isinstance(error, PermanentFailure):
+            row = store.mark_failed(session, item_id, str(error), self.clock())
+            row.status = OutboxStatus.FAILED
+            log.error("outbox %s to %s refused for good: %s", item_id, envelope.recipient, error)
+        else:
             delay = min(
                 self.cfg.retry_base_seconds * 2 ** (attempts - 1), self.cfg.retry_max_seconds
             )
-            with self.sessions.begin() as session:
-                store.mark_failed(
-                    session,
-                    item_id,
-                    f"{type(exc).__name__}: {exc}",
-                    self.clock() + timedelta(seconds=delay),
-                )
+            store.mark_failed(
+                session,
+                item_id,
+                f"{type(error).__name__}: {error}",
+                self.clock() + timedelta(seconds=delay),
+            )
             log.warning(
                 "outbox %s to %s failed (attempt %s), retry in %.0fs: %s",
                 item_id,
                 envelope.recipient,
                 attempts,
                 delay,
-                exc,
+                error,
             )
-            return 0
-        with self.sessions.begin() as session:
-            store.mark_sent(session, item_id, self.clock())
-        return 1
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        for relay in self.relays.values():
+            closer = getattr(relay, "close", None)
+            if closer is not None:
+                closer()
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
-        """Send until `stop` is set; `wake` cuts the wait short when a reply was queued."""
-        while not stop.is_set():
-            try:
-                await asyncio.to_thread(self.run_once)
-            except Exception:  # the database may be away: keep going, the rows are still there
-                log.exception("outbox pass failed")
-            wake.clear()
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait(
-                    waiters, timeout=self.cfg.poll_seconds, return_when=asyncio.FIRST_COMPLETED
-                )
-            for waiter in waiters:
-                waiter.cancel()
+        """Send until `stop` is set; `wake` (set by every commit that queued something) cuts the
+        wait short."""
+        try:
+            while not stop.is_set():
+                wake.clear()  # before the pass: a commit during it means one more pass
+                try:
+                    sent = await asyncio.to_thread(self.run_once)
+                except Exception:  # the database may be away: keep going, the rows are still there
+                    log.exception("outbox pass failed")
+                    sent = 0
+                if sent:
+                    continue  # more may be due
+                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait(
+                        waiters, timeout=self.cfg.poll_seconds, return_when=asyncio.FIRST_COMPLETED
+                    )
+                for waiter in waiters:
+                    waiter.cancel()
+        finally:
+            await asyncio.to_thread(self.close)

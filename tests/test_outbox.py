@@ -28,6 +28,7 @@ class Sink:
 
     def __init__(self, refuse: bool = False) -> None:
         self.received: list[tuple[str, list[str], bytes]] = []
+        self.peers: list[object] = []  # the client's address and port, per message
         self.refuse = refuse
 
     async def handle_RCPT(
@@ -47,6 +48,7 @@ class Sink:
         self.received.append(
             (envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
         )
+        self.peers.append(session.peer)
         return "250 OK"
 
 
@@ -142,10 +144,8 @@ def test_a_sender_that_died_mid_delivery_is_retried_after_its_lease_without_a_se
     with queued.begin() as session:
         from intake.db import store
 
-        ids = store.claim_due(session, clock(), timedelta(seconds=cfg.outbox.lease_seconds))
-    with queued() as session:
-        for item_id in ids:
-            item = session.get_one(OutboxItem, item_id)
+        items = store.claim_due(session, clock(), timedelta(seconds=cfg.outbox.lease_seconds))
+        for item in items:
             relay.deliver(OutEnvelope(item.id, item.recipient, item.payload))
     # A new process (a restart) finds the rows still pending; after the lease it delivers them.
     restarted = OutboxSender(queued, MaildirRelay(maildir), cfg.outbox, clock)
@@ -155,3 +155,37 @@ def test_a_sender_that_died_mid_delivery_is_retried_after_its_lease_without_a_se
     assert len(list((maildir / "new").iterdir())) == 2
     assert [s for s, _ in statuses(queued)] == ["sent", "sent"]
     assert first is not restarted
+
+
+def test_a_burst_of_replies_goes_out_over_reused_connections_and_survives_a_relay_restart(
+    cfg: Config, sessions: sessionmaker[Session], model, relay_port: int  # type: ignore[no-untyped-def]
+) -> None:
+    service = IntakeService(cfg, sessions, model)
+    at = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+    for i in range(12):
+        service.receive(parse_email(make_mail(sender=f"kollege{i}@muster.example"), at))
+    clock = Clock()
+    relay = SmtpRelay(
+        RelayConfig(mode="smtp", host="127.0.0.1", port=relay_port), "support@example.com"
+    )
+    outbox = cfg.outbox.model_copy(update={"senders": 3, "batch_size": 6})
+    sender = OutboxSender(sessions, relay, outbox, clock)
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=relay_port)
+    controller.start()
+    try:
+        assert sender.run_once() == 6
+        # The relay restarts: the connections kept open are dead; each is replaced once.
+        controller.stop()
+        controller = Controller(sink, hostname="127.0.0.1", port=relay_port)
+        controller.start()
+        assert sender.run_once() == 6
+        assert sender.run_once() == 0
+    finally:
+        controller.stop()
+        sender.close()
+    assert sorted(r[1][0] for r in sink.received) == sorted(
+        f"kollege{i}@muster.example" for i in range(12)
+    )
+    # Twelve replies over at most three connections per relay run, not twelve.
+    assert len(set(sink.peers)) <= 6

@@ -36,7 +36,7 @@ from intake.domain import Priority
 from tests.conftest import FIXED_NOW, make_config
 from tests.factories import make_mail
 from tests.fake_botapi import FakeBotAPI
-from tests.servers import AppThread
+from tests.servers import AppThread, wait_until
 
 TOKEN = "123456:TEST-TOKEN"
 STAFF_CHAT = -100500
@@ -241,6 +241,7 @@ def test_link_request_follow_up_and_status(
                 ["support@example.com"],
                 make_mail(sender="it@muster.example", subject="Ausfall", body=CRITICAL),
             )
+        wait_until(lambda: len(tickets(sessions)) == 4)  # triage runs behind the 250
         by_mail = tickets(sessions)[-1]
         assert by_mail.channel == "email" and by_mail.proposed_priority == "Kritisch"
         assert by_mail.deadline is not None and ticket.deadline is not None

@@ -149,7 +149,7 @@ def claim_due(
     lease: timedelta,
     limit: int = 20,
     channels: Sequence[str] = tuple(Channel),
-) -> list[int]:
+) -> list[OutboxItem]:
     """Lease due outbox rows: push their next attempt past the lease so no one else takes them.
 
     On PostgreSQL the rows are locked with SKIP LOCKED, so several senders never pick the same row.
@@ -170,7 +170,7 @@ def claim_due(
         row.attempts += 1
         row.next_attempt_at = now + lease
     session.flush()
-    return [row.id for row in rows]
+    return list(rows)
 
 
 def mark_sent(session: Session, item_id: int, now: datetime) -> None:
