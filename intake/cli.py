@@ -274,8 +274,9 @@ def cmd_customers_import(cfg: Config, args: argparse.Namespace) -> int:
 def cmd_deadline(cfg: Config, args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from intake.calendar import build_calendar, format_deadline
+    from intake.calendar import format_deadline
     from intake.config import GERMAN_STATES
+    from intake.rules.deadline import Deadlines
 
     try:
         received = datetime.fromisoformat(args.received)
@@ -290,9 +291,9 @@ def cmd_deadline(cfg: Config, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    terms = cfg.contracts[ContractModel(args.model)]
-    calendar = build_calendar(cfg, terms.calendar, args.state)
-    due = calendar.add_business_hours(received, terms.response_hours[Priority(args.priority)])
+    due = Deadlines(cfg).due(
+        ContractModel(args.model), Priority(args.priority), received, args.state
+    )
     print(due.isoformat())
     print(format_deadline(due, cfg.zone))
     return 0

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from intake.domain import Channel
+from intake.calendar import format_deadline
+from intake.domain import Channel, ContractModel, Priority
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -41,6 +45,39 @@ class ReplyContext:
     points_price: int | None = None
     points_after: float | None = None
     hours_left: float | None = None
+
+
+def reply_context(
+    kind: ReplyKind,
+    *,
+    language: str,
+    ticket_number: str,
+    subject: str,
+    sender: str,
+    contact_name: str,
+    model: ContractModel | None,
+    priority: Priority | None,
+    deadline: datetime | None,
+    zone: ZoneInfo,
+    reasons: tuple[str, ...] = (),
+    **balances: Any,
+) -> ReplyContext:
+    """The one place a reply's context is built (intake and staff decisions alike): the
+    contract's title, the priority and deadline in the customer's language."""
+    return ReplyContext(
+        kind=kind,
+        language=language,
+        ticket_number=ticket_number,
+        subject=subject,
+        sender=sender,
+        contact_name=contact_name,
+        contract_title=model.label if model else "",
+        priority=priority.label(language) if priority else "",
+        deadline_text=format_deadline(deadline, zone, language) if deadline else "",
+        commitment=bool(model and model.is_commitment),
+        reasons=reasons,
+        **balances,
+    )
 
 
 @dataclass(frozen=True)

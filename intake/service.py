@@ -13,7 +13,6 @@ from typing import Any, Protocol
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from intake.calendar import ServiceCalendar, build_calendar, format_deadline
 from intake.config import Config
 from intake.db import store
 from intake.db.tables import (
@@ -21,7 +20,6 @@ from intake.db.tables import (
     MESSAGE_ID_LENGTH,
     Attachment,
     Contact,
-    LedgerEntry,
     Message,
     Ticket,
     TriageRecord,
@@ -44,9 +42,11 @@ from intake.domain import (
     Triage,
 )
 from intake.language import guess_language
-from intake.replies import ReplyContext, ReplyKind, ReplyRenderer
+from intake.replies import ReplyKind, ReplyRenderer, reply_context
 from intake.rules.base import RuleContext, select_valid_contract
 from intake.rules.chain import default_chain, run_chain
+from intake.rules.charges import charge_for, points_price
+from intake.rules.deadline import Deadlines
 
 log = logging.getLogger("intake.service")
 
@@ -99,7 +99,7 @@ class IntakeService:
         self.classifier = classifier
         self.renderer = renderer or ReplyRenderer()
         self.on_reply_queued = on_reply_queued
-        self._calendars: dict[tuple[str, str | None], ServiceCalendar] = {}
+        self.deadlines = Deadlines(cfg)
 
     def receive(self, msg: InboundMessage) -> Receipt:
         """Store the message and everything decided about it in one transaction, or raise."""
@@ -292,27 +292,22 @@ class IntakeService:
                 return False
         return True
 
-    @staticmethod
-    def _consume(session: Session, ticket: Ticket, triage: Triage) -> None:
+    def _consume(self, session: Session, ticket: Ticket, triage: Triage) -> None:
         """A covered request uses one of the year's requests or reserves its catalogue price."""
         ent = triage.entitlement
         if triage.outcome is not Outcome.ACCEPTED or ent is None:
             return
-        entry: LedgerEntry | None = None
-        if ent.contract.quota is not None:
-            entry = LedgerEntry(kind="request", amount=-1, reason="Neue Service-Anfrage")
-        elif ent.contract.model is ContractModel.POINTS and triage.points_price:
-            entry = LedgerEntry(
-                kind="points",
-                amount=-triage.points_price,
-                reason=f"Reservierung laut Leistungskatalog ({triage.priority})",
+        charge = charge_for(ent.contract, triage.priority, self.cfg.points_catalogue)
+        if charge is not None:
+            store.book(
+                session,
+                charge,
+                contract=ent.contract,
+                ticket_id=ticket.id,
+                received_at=ticket.received_at,
+                zone=self.cfg.zone,
+                now=ticket.received_at,
             )
-        if entry is not None:
-            entry.contract_id = ent.contract.id
-            entry.ticket_id = ticket.id
-            entry.contract_year = ent.year
-            entry.created_at = ticket.received_at
-            store.add_ledger(session, entry)
 
     def triage(
         self,
@@ -326,7 +321,7 @@ class IntakeService:
         """Run the rules and compute the deadline; pure apart from the calendar cache."""
         today = msg.received_at.astimezone(self.cfg.zone).date()
         priority = prediction.priority if prediction else None
-        price = self.cfg.points_catalogue.get(priority) if priority else None
+        price = points_price(priority, self.cfg.points_catalogue)
         ctx = RuleContext(
             msg,
             customer,
@@ -356,15 +351,9 @@ class IntakeService:
         received_at: datetime,
         customer: CustomerView | None,
     ) -> datetime:
-        terms = self.cfg.contracts[model]
-        calendar = self._calendar(terms.calendar, customer.state if customer else None)
-        return calendar.add_business_hours(received_at, terms.response_hours[priority])
-
-    def _calendar(self, name: str, state: str | None) -> ServiceCalendar:
-        key = (name, state)
-        if key not in self._calendars:
-            self._calendars[key] = build_calendar(self.cfg, name, state)
-        return self._calendars[key]
+        return self.deadlines.due(
+            model, priority, received_at, customer.state if customer else None
+        )
 
     def _queue_reply(
         self,
@@ -383,21 +372,18 @@ class IntakeService:
         if not chat and not self._may_reply(session, msg.sender, contact, msg.received_at):
             return False
         contract = triage.contract
-        priority = triage.priority
         reply = self.renderer.render(
-            ReplyContext(
-                kind=kind,
+            reply_context(
+                kind,
                 language=language,
                 ticket_number=ticket.number,
                 subject=msg.subject,
                 sender=msg.sender,
                 contact_name=(contact.name if contact else "") or msg.sender_name,
-                contract_title=contract.model.label if contract else "",
-                priority=priority.label(language) if priority else "",
-                deadline_text=format_deadline(triage.deadline, self.cfg.zone, language)
-                if triage.deadline
-                else "",
-                commitment=bool(contract and contract.model.is_commitment),
+                model=contract.model if contract else None,
+                priority=triage.priority,
+                deadline=triage.deadline,
+                zone=self.cfg.zone,
                 reasons=tuple(
                     v.reason_in(language)
                     for v in triage.verdicts

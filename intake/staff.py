@@ -10,7 +10,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from classifier.corpus import Example
-from intake.calendar import build_calendar, format_deadline
 from intake.config import Config
 from intake.db import store
 from intake.db.tables import (
@@ -25,8 +24,10 @@ from intake.db.tables import (
 from intake.delivery import answer_ticket
 from intake.domain import Channel, ContractModel, Priority, TicketStatus, contract_year
 from intake.language import guess_language
-from intake.replies import ReplyContext, ReplyKind, ReplyRenderer
+from intake.replies import ReplyContext, ReplyKind, ReplyRenderer, reply_context
 from intake.rules.base import select_valid_contract
+from intake.rules.charges import charge_for
+from intake.rules.deadline import Deadlines
 
 RENDERER = ReplyRenderer()
 
@@ -113,31 +114,30 @@ def correct_priority(
 
 
 def _deadline(cfg: Config, ticket: Ticket, contract: Contract, priority: Priority) -> datetime:
-    terms = cfg.contracts[ContractModel(contract.model)]
     customer = ticket.customer
-    calendar = build_calendar(cfg, terms.calendar, customer.state if customer else None)
-    return calendar.add_business_hours(ticket.received_at, terms.response_hours[priority])
+    return Deadlines(cfg).due(
+        ContractModel(contract.model),
+        priority,
+        ticket.received_at,
+        customer.state if customer else None,
+    )
 
 
 def _reply_context(ticket: Ticket, kind: ReplyKind, cfg: Config, **values: Any) -> ReplyContext:
     contact = ticket.contact
     contract = ticket.contract
-    language = ticket.language if ticket.language in ("de", "en") else "de"
     current = ticket.final_priority or ticket.proposed_priority
-    priority = Priority(current) if current else None
-    return ReplyContext(
-        kind=kind,
-        language=language,
+    return reply_context(
+        kind,
+        language=ticket.language if ticket.language in ("de", "en") else "de",
         ticket_number=ticket.number or "",
         subject=ticket.subject,
         sender=ticket.sender,
         contact_name=contact.name if contact else "",
-        contract_title=ContractModel(contract.model).label if contract else "",
-        priority=(priority.english if language == "en" else priority.value) if priority else "",
-        deadline_text=format_deadline(ticket.deadline, cfg.zone, language)
-        if ticket.deadline
-        else "",
-        commitment=bool(contract and ContractModel(contract.model).is_commitment),
+        model=ContractModel(contract.model) if contract else None,
+        priority=Priority(current) if current else None,
+        deadline=ticket.deadline,
+        zone=cfg.zone,
         **values,
     )
 
@@ -176,29 +176,19 @@ def accept_held(session: Session, cfg: Config, number: str, staff: str, now: dat
     if contract is not None and current:
         priority = Priority(current)
         ticket.deadline = _deadline(cfg, ticket, contract, priority)
-        model = ContractModel(contract.model)
-        kind = (
-            "points"
-            if model is ContractModel.POINTS
-            else "request"
-            if contract.quota is not None
-            else None
-        )
-        if kind is not None:
-            store.add_ledger(
+        view = store.contract_view(contract)
+        charge = charge_for(view, priority, cfg.points_catalogue)
+        if charge is not None:
+            store.book(
                 session,
-                LedgerEntry(
-                    contract_id=contract.id,
-                    ticket_id=ticket.id,
-                    kind=kind,
-                    amount=-(cfg.points_catalogue[priority] if kind == "points" else 1),
-                    contract_year=contract_year(
-                        contract.start, ticket.received_at.astimezone(cfg.zone).date()
-                    ),
-                    staff=staff,
-                    reason="Von Mitarbeitern angenommen",
-                    created_at=now,
-                ),
+                charge,
+                contract=view,
+                ticket_id=ticket.id,
+                received_at=ticket.received_at,
+                zone=cfg.zone,
+                now=now,
+                staff=staff,
+                reason="Von Mitarbeitern angenommen",
             )
     session.flush()
     return ticket

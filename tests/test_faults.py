@@ -117,6 +117,80 @@ def test_kill_9_mid_burst_every_accepted_mail_has_one_ticket_and_one_reply(
     assert len(subjects) == len(mails) == len(set(subjects)), "a reply is missing or was sent twice"
 
 
+@pytest.mark.slow
+def test_kill_9_right_after_the_last_250_every_stored_mail_gets_one_ticket_and_one_reply(
+    tmp_path: Path, db_url: str
+) -> None:
+    """A 250 means stored: mail still waiting for triage when the process dies is triaged by
+    the restarted one, each exactly once."""
+    port = free_port()
+    env = environment(tmp_path, db_url, port) | {
+        "INTAKE_MAIL__REPLY_LIMITS": "[[10, 1000]]",
+        "INTAKE_OUTBOX__POLL_SECONDS": "0.2",
+    }
+    assert (
+        intake(env, "customers", "import", str(ROOT / "examples" / "customers.yaml")).returncode
+        == 0
+    )
+    mails = [
+        make_mail(subject=f"Frage {i}", body=f"Wie richte ich Queue {i} ein?") for i in range(80)
+    ]
+    proc = subprocess.Popen([*INTAKE, "serve"], env=env, stderr=subprocess.DEVNULL)
+    maildir = tmp_path / "maildir" / "new"
+    try:
+        wait_for_port(port, proc)
+        answers: list[int] = []
+
+        def send_share(share: list[bytes]) -> None:
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+                client.ehlo()
+                for raw in share:
+                    client.mail("it@muster.example")
+                    client.rcpt("support@example.com")
+                    code, _ = client.data(raw)
+                    answers.append(code)
+
+        senders = [threading.Thread(target=send_share, args=(mails[k::4],)) for k in range(4)]
+        for s in senders:
+            s.start()
+        for s in senders:
+            s.join(60)
+        proc.send_signal(signal.SIGKILL)  # right after the last 250
+        proc.wait(10)
+        assert answers == [250] * len(mails)
+        engine = make_engine(db_url)
+        with engine.connect() as connection:
+            stored = connection.execute(text("select count(*) from inbox")).scalar_one()
+            waiting = connection.execute(
+                text("select count(*) from inbox where state = 'pending'")
+            ).scalar_one()
+        engine.dispose()
+        assert stored == len(mails)
+        print(f"{waiting} of {len(mails)} stored mails were waiting for triage at the kill")
+        proc = subprocess.Popen([*INTAKE, "serve"], env=env, stderr=subprocess.DEVNULL)
+        wait_for_port(port, proc)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list(maildir.glob("*"))) < len(mails):
+            time.sleep(0.2)
+        time.sleep(1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+    engine = make_engine(db_url)
+    with engine.connect() as connection:
+        tickets = connection.execute(text("select count(*) from tickets")).scalar_one()
+        done = connection.execute(
+            text("select count(*) from inbox where state = 'done'")
+        ).scalar_one()
+    engine.dispose()
+    assert tickets == done == len(mails)
+    subjects = [
+        message_from_bytes(p.read_bytes(), policy=policy.default)["Subject"]
+        for p in maildir.glob("*")
+    ]
+    assert len(subjects) == len(set(subjects)) == len(mails), "a reply is missing or doubled"
+
+
 def test_a_full_disk_answers_451_and_keeps_nothing_half_stored(tmp_path: Path, model) -> None:  # type: ignore[no-untyped-def]
     """The database (which holds raw mail and attachments) on a small file system that fills."""
     from email.message import EmailMessage

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import smtplib
@@ -9,6 +10,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from argparse import Namespace
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -19,6 +21,7 @@ from sqlalchemy import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from classifier.model import PriorityModel
+from intake.commands.tickets import cmd_tickets_list, cmd_tickets_show
 from intake.config import Config
 from tests.conftest import PG_ADMIN, count, make_config
 from tests.factories import make_mail
@@ -212,3 +215,44 @@ def test_with_the_database_unavailable_the_server_answers_451_and_accepts_the_re
     assert code == 250
     assert len(wait_for_files(maildir_new(cfg), 1)) == 1
     assert count(sessions, "tickets") == 1
+
+
+HOSTILE = {
+    "control characters in the address": {"From": "Erika <it\x1c@muster.example>"},
+    "a Message-ID of 600 characters": {"Message-ID": "<" + "m" * 600 + "@muster.example>"},
+    "a From of 400 characters": {"From": "x" * 380 + "@muster.example"},
+    "a subject of 2,000 characters": {"Subject": "Störung " * 250},
+    "a display name of 600 characters": {"From": '"' + "Erika " * 100 + '" <it@muster.example>'},
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_header_values_are_stored_triaged_and_shown(
+    case: str,
+    server: AppThread,
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    head = {
+        "From": "it@muster.example",
+        "To": "support@example.com",
+        "Subject": "Frage",
+        "Message-ID": f"<hostile-{abs(hash(case))}@muster.example>",
+    } | HOSTILE[case]
+    raw = (
+        "".join(f"{k}: {v}\r\n" for k, v in head.items())
+        + "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        + "Wie exportiere ich Tickets?\r\n"
+    ).encode()
+    code, _ = send(server.port, raw)
+    assert code == 250
+    wait_until(lambda: count(sessions, "inbox", "state = 'done'") == 1)
+    assert count(sessions, "tickets") == 1
+    # What `intake tickets list --json` and `intake tickets show NUMBER --json` print.
+    assert cmd_tickets_list(cfg, Namespace(limit=50, json=True)) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert cmd_tickets_show(cfg, Namespace(number=listed["number"], json=True)) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["messages"][0]["direction"] == "in"
+    assert all(ch.isprintable() for ch in shown["sender"])

@@ -33,6 +33,7 @@ from intake.domain import (
     TicketRef,
     contract_year,
 )
+from intake.rules.charges import Charge
 
 # OTRS-style numbers: the receipt date then an 8-digit counter that starts at 10000001.
 TICKET_COUNTER_BASE = 10_000_000
@@ -58,22 +59,23 @@ def customer_view(customer: Customer) -> CustomerView:
     return CustomerView(customer.id, customer.number, customer.name, customer.state)
 
 
+def contract_view(c: Contract) -> ContractView:
+    return ContractView(
+        id=c.id,
+        model=ContractModel(c.model),
+        start=c.start,
+        end=c.end,
+        quota=c.quota,
+        points=c.points,
+        hours=c.hours,
+    )
+
+
 def contract_views(session: Session, customer_id: int) -> list[ContractView]:
     rows = session.scalars(
         select(Contract).where(Contract.customer_id == customer_id).order_by(Contract.start)
     )
-    return [
-        ContractView(
-            id=c.id,
-            model=ContractModel(c.model),
-            start=c.start,
-            end=c.end,
-            quota=c.quota,
-            points=c.points,
-            hours=c.hours,
-        )
-        for c in rows
-    ]
+    return [contract_view(c) for c in rows]
 
 
 def add_ticket(session: Session, ticket: Ticket, zone: ZoneInfo) -> Ticket:
@@ -270,6 +272,34 @@ def add_ledger(session: Session, entry: LedgerEntry) -> LedgerEntry:
     session.add(entry)
     session.flush()
     return entry
+
+
+def book(
+    session: Session,
+    charge: Charge,
+    *,
+    contract: ContractView,
+    ticket_id: int,
+    received_at: datetime,
+    zone: ZoneInfo,
+    now: datetime,
+    staff: str | None = None,
+    reason: str | None = None,
+) -> LedgerEntry:
+    """Write what a request uses up, counted in the contract year of its receipt date."""
+    return add_ledger(
+        session,
+        LedgerEntry(
+            contract_id=contract.id,
+            ticket_id=ticket_id,
+            kind=charge.kind.value,
+            amount=charge.amount,
+            contract_year=contract_year(contract.start, received_at.astimezone(zone).date()),
+            staff=staff,
+            reason=reason or charge.reason,
+            created_at=now,
+        ),
+    )
 
 
 def replied_to(session: Session, address: str) -> bool:

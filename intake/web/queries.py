@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from intake.calendar import ServiceCalendar, build_calendar
+from intake.calendar import ServiceCalendar
 from intake.config import Config
 from intake.db.tables import (
     Attachment,
@@ -21,6 +21,7 @@ from intake.db.tables import (
     TriageRecord,
 )
 from intake.domain import ContractModel, Priority
+from intake.rules.deadline import Deadlines
 
 OPEN_STATUSES = ("open", "held")
 
@@ -42,20 +43,14 @@ class QueueFilter:
 
 
 class Calendars:
-    """The service calendars by (contract model, federal state), built once."""
+    """The service calendar of each ticket's contract (built once, by `Deadlines`)."""
 
     def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
-        self._cache: dict[tuple[str, str | None], ServiceCalendar] = {}
+        self.deadlines = Deadlines(cfg)
 
     def of(self, ticket: Ticket) -> ServiceCalendar:
         model = ContractModel(ticket.contract.model) if ticket.contract else ContractModel.BASIC
-        name = self.cfg.contracts[model].calendar
-        state = ticket.customer.state if ticket.customer else None
-        key = (name, state)
-        if key not in self._cache:
-            self._cache[key] = build_calendar(self.cfg, name, state)
-        return self._cache[key]
+        return self.deadlines.calendar(model, ticket.customer.state if ticket.customer else None)
 
 
 def time_used(calendars: Calendars, ticket: Ticket, now: datetime) -> tuple[float | None, str]:
