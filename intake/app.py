@@ -16,8 +16,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from classifier.model import PriorityModel
-from classifier.registry import ModelRegistry
 from intake.accept import Acceptor
 from intake.clock import Clock, utcnow
 from intake.config import Config
@@ -31,6 +29,7 @@ from intake.triage import TriageWorker
 from intake.web.app import create_app
 
 if TYPE_CHECKING:
+    from classifier.model import PriorityModel
     from intake.telegram.bot import TelegramChannel
 
 log = logging.getLogger("intake.app")
@@ -70,18 +69,25 @@ class IntakeApp:
         self.engine = make_engine(cfg.database.url, echo=cfg.database.echo)
         check_migrated(self.engine, cfg.database.url)
         self.sessions = make_sessions(self.engine)
-        self.model = model or ModelRegistry(cfg.classifier.models_dir).load(
-            review_below=cfg.classifier.review_below
-        )
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()  # the outbox: something was queued
         self._triage_wake = asyncio.Event()  # triage: something was stored
-        self.service = IntakeService(
-            cfg, self.sessions, self.model, on_reply_queued=self._wake_outbox
-        )
+        if model is None:
+            from classifier.registry import ModelRegistry
+
+            model = ModelRegistry(cfg.classifier.models_dir).load(
+                review_below=cfg.classifier.review_below
+            )
+        self.model = model
+        self.service = IntakeService(cfg, self.sessions, model, on_reply_queued=self._wake_outbox)
         self.acceptor = Acceptor(self.sessions, on_accepted=self._wake_triage)
         self.triage = TriageWorker(
-            cfg.triage, self.sessions, self.service, clock, on_queued=self._wake_outbox
+            cfg.triage,
+            self.sessions,
+            self.service,
+            clock,
+            on_queued=self._wake_outbox,
+            door_busy=self.acceptor.busy,
         )
         self.telegram: TelegramChannel | None = None
         chat_relay = None
@@ -183,6 +189,7 @@ class IntakeApp:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        await asyncio.to_thread(self.acceptor.close)
         if self._triage_task is not None:
             await self._triage_task
         if self._outbox_task is not None:

@@ -178,9 +178,7 @@ class OutboxSender:
                 limit=self.cfg.batch_size,
                 channels=tuple(self.relays),
             )
-            batch = [
-                (Envelope(i.id, i.recipient, i.payload), i.channel, i.attempts) for i in items
-            ]
+            batch = [(Envelope(i.id, i.recipient, i.payload), i.channel, i.attempts) for i in items]
         if not batch:
             return 0
         outcomes = list(self._pool.map(self._deliver, batch))

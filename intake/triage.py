@@ -34,6 +34,7 @@ from intake.mail.parse import parse_email
 from intake.service import IntakeService, Receipt
 
 log = logging.getLogger("intake.triage")
+DOOR_WAIT_MAX = 0.5  # seconds triage waits for the door at most, per message
 
 
 class TriageFailed(Exception):
@@ -60,12 +61,14 @@ class TriageWorker:
         service: IntakeService,
         clock: Clock,
         on_queued: Callable[[], None] | None = None,
+        door_busy: Callable[[], bool] | None = None,
     ) -> None:
         self.cfg = cfg
         self.sessions = sessions
         self.service = service
         self.clock = clock
         self.on_queued = on_queued  # wakes the outbox once replies are committed
+        self.door_busy = door_busy  # arrivals wait for their commit: they go first
         engine = sessions.kw["bind"]
         self.lock_rows = engine.dialect.name != "sqlite"
 
@@ -85,11 +88,24 @@ class TriageWorker:
                 work = self._prepare(self._claim(session, now, lock=False))
             if not work:
                 return 0
-            with self.sessions.begin() as session:
-                receipts = self._finish_all(session, work, now)
+            # SQLite has one writer, which the door shares: a transaction per message keeps
+            # each hold of the lock to a few milliseconds, so the 250s do not wait for a batch.
+            receipts = []
+            for w in work:
+                self._yield_to_door()
+                with self.sessions.begin() as session:
+                    receipts += self._finish_all(session, [w], now)
         if self.on_queued is not None and any(r.reply_queued or r.alert_queued for r in receipts):
             self.on_queued()
         return len(work)
+
+    def _yield_to_door(self) -> None:
+        """Let arrivals waiting for their commit go first (bounded: triage is never starved)."""
+        if self.door_busy is None:
+            return
+        deadline = time.monotonic() + DOOR_WAIT_MAX
+        while self.door_busy() and time.monotonic() < deadline:
+            time.sleep(0.001)
 
     def _claim(self, session: Session, now: datetime, *, lock: bool) -> list[InboxItem]:
         return store.claim_inbox(session, now, self.cfg.batch_size, self.cfg.batch_bytes, lock=lock)

@@ -3,7 +3,6 @@ only after that commit. Triage runs behind the door (`intake/triage.py`)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -68,7 +67,7 @@ class IntakeHandler:
             peer=_peer(session.peer),
         )
         try:
-            queue_id = await asyncio.to_thread(self.acceptor.accept, arrival)
+            queue_id = await self.acceptor.submit(arrival)
         except Exception:
             # Our fault (database away, disk full): the sending server keeps the mail and retries.
             log.exception("could not store message from %r", envelope.mail_from)

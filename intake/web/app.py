@@ -16,8 +16,6 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.middleware.sessions import SessionMiddleware
 
-from classifier.registry import ModelRegistry
-from classifier.train import train_version
 from intake.calendar import format_deadline
 from intake.clock import Clock, utcnow
 from intake.config import Config
@@ -291,6 +289,8 @@ def create_app(
     def quality_view(request: Request, trained: Any = None) -> HTMLResponse:
         with sessions() as session:
             versions, weeks = queries.quality(session)
+        from classifier.registry import ModelRegistry
+
         registry = ModelRegistry(cfg.classifier.models_dir)
         return page(
             request,
@@ -316,6 +316,8 @@ def create_app(
             return refused
         with sessions() as session:
             corrections = training_corrections(session)
+        from classifier.train import train_version  # scikit-learn is loaded only to train
+
         result = train_version(cfg.classifier.corpus_dir, cfg.classifier.models_dir, corrections)
         log.info("staff %s trained %s: %s", request.session["staff"], result.version, result.reason)
         return quality_view(request, trained=result)
