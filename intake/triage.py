@@ -88,13 +88,15 @@ class TriageWorker:
                 work = self._prepare(self._claim(session, now, lock=False))
             if not work:
                 return 0
-            # SQLite has one writer, which the door shares: a transaction per message keeps
-            # each hold of the lock to a few milliseconds, so the 250s do not wait for a batch.
+            # SQLite has one writer, which the door shares: short transactions of a few
+            # messages keep each hold of the lock to milliseconds, so the 250s never wait for
+            # a whole batch; arrivals waiting for their commit go first.
             receipts = []
-            for w in work:
+            size = self.cfg.write_batch
+            for start in range(0, len(work), size):
                 self._yield_to_door()
                 with self.sessions.begin() as session:
-                    receipts += self._finish_all(session, [w], now)
+                    receipts += self._finish_all(session, work[start : start + size], now)
         if self.on_queued is not None and any(r.reply_queued or r.alert_queued for r in receipts):
             self.on_queued()
         return len(work)
