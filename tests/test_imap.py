@@ -95,6 +95,27 @@ def test_a_crash_between_storing_and_flagging_does_not_double_the_ticket(
     assert count(sessions, "tickets") == 1 and count(sessions, "messages", "direction = 'in'") == 1
 
 
+def test_mail_stored_by_a_run_that_died_before_flagging_is_flagged_and_not_fetched_again(
+    dovecot: Dovecot,
+    mailbox: MailBoxUnencrypted,
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    model: PriorityModel,
+) -> None:
+    mailbox.append(make_mail(subject="Frage", body="Wie sichere ich Znuny?"), "INBOX")
+    p = poller(dovecot, cfg, sessions, model)
+    (uid,) = mailbox.uids("ALL")
+    status = mailbox.folder.status("INBOX", ["UIDVALIDITY"])
+    # The run stored the mail with its UID, then died before it could flag it.
+    raw = next(iter(mailbox.fetch(mark_seen=False))).obj.as_bytes()
+    assert p._store(raw, int(status["UIDVALIDITY"]), int(uid)) is not None
+    assert p.poll_once() == 0  # nothing fetched again ...
+    assert all(
+        MailMessageFlags.SEEN in m.flags for m in mailbox.fetch(mark_seen=False)
+    )  # ... but flagged
+    assert count(sessions, "inbox") == 1
+
+
 def test_a_uidvalidity_change_refetches_but_creates_nothing_new(
     dovecot: Dovecot,
     mailbox: MailBoxUnencrypted,

@@ -66,10 +66,24 @@ class ImapPoller:
         status = box.folder.status(self.cfg.folder, ["UIDVALIDITY"])
         uidvalidity = int(status["UIDVALIDITY"])
         known = self._known(uidvalidity)
-        pending = [uid for uid in box.uids("ALL") if int(uid) not in known]
+        present = box.uids("ALL")
+        pending = [uid for uid in present if int(uid) not in known]
         for uid in pending:
             self._take(box, uidvalidity, uid)
+        self._tidy(box, [uid for uid in present if int(uid) in known])
         return len(pending)
+
+    def _tidy(self, box: BaseMailBox, stored: list[str]) -> None:
+        """Mail stored by a run that died before it could flag or move it: do that now (the
+        UID is recorded with the mail, so it is never fetched again)."""
+        if not stored:
+            return
+        if self.cfg.done_folder:
+            box.move(stored, self.cfg.done_folder)
+            return
+        unseen = set(box.uids("UNSEEN"))
+        if left := [uid for uid in stored if uid in unseen]:
+            box.flag(left, MailMessageFlags.SEEN, True)
 
     def _known(self, uidvalidity: int) -> set[int]:
         with self.sessions() as session:
