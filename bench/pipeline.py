@@ -193,7 +193,14 @@ def running_intake(db: str, relay_port: int, instances: int = 1) -> Iterator[Ser
         ports = [free_port() for _ in range(instances)]
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "intake.cli", "--config", str(ROOT / "config.yaml"), "serve"],
+                [
+                    sys.executable,
+                    "-m",
+                    "intake.cli",
+                    "--config",
+                    str(ROOT / "config.yaml"),
+                    "serve",
+                ],
                 env={**os.environ, **base, "INTAKE_SMTP__PORT": str(port)},
                 cwd=ROOT,
                 stderr=subprocess.PIPE,
@@ -365,7 +372,9 @@ def big_mail(db: str, megabytes: float = 10.0) -> dict[str, float]:
     def p99(sent: Sent) -> float:
         return percentile([sent.accepted[k] - sent.started[k] for k in sent.accepted], 0.99)
 
-    replies = [sink.arrived[k][0] - during.accepted[k] for k in during.accepted if k in sink.arrived]
+    replies = [
+        sink.arrived[k][0] - during.accepted[k] for k in during.accepted if k in sink.arrived
+    ]
     return {
         "mb": len(big) / 1024 / 1024,
         "big_250": big_accepted * 1000,
@@ -410,12 +419,16 @@ def profile(n: int = 600) -> list[tuple[str, float]]:
         for raw in messages:
             acceptor.accept(Arrival(Channel.EMAIL, raw, now, SENDER, ("support@example.com",)))
         accept_seconds = time.perf_counter() - started
-        worker = TriageWorker(cfg.triage, sessions, IntakeService(cfg, sessions, model), lambda: now)
+        worker = TriageWorker(
+            cfg.triage, sessions, IntakeService(cfg, sessions, model), lambda: now
+        )
         started = time.perf_counter()
         while worker.run_once():
             pass
         triage_seconds = time.perf_counter() - started
-        sender = OutboxSender(sessions, MaildirRelay(Path(tmp) / "maildir"), cfg.outbox, lambda: now)
+        sender = OutboxSender(
+            sessions, MaildirRelay(Path(tmp) / "maildir"), cfg.outbox, lambda: now
+        )
         started = time.perf_counter()
         while sender.run_once():
             pass
