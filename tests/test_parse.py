@@ -146,3 +146,53 @@ def test_undeclared_8bit_headers_are_read_as_utf8_or_windows_1252() -> None:
 def test_a_utf7_body_from_exchange_is_decoded() -> None:
     raw = b"From: a@b.example\r\nSubject: x\r\nContent-Type: text/plain; charset=utf-7\r\n\r\nSt+APY-rung\r\n"
     assert parse_email(raw, NOW).body == "Störung"
+
+
+def test_a_header_in_a_superset_of_its_declared_charset_costs_neither_header_nor_body() -> None:
+    # 镕 is GBK, not GB2312; 髙 and ① are CP932, not Shift_JIS/ISO-2022-JP: labels mailers get wrong.
+    raw = (
+        b"From: =?iso-2022-jp?B?7uCLtIdA?= <t@x.example>\r\n"  # CP932 bytes of "髙橋①"
+        b"Subject: =?gb2312?B?1uzpRrv5tcS158TU?=\r\n"  # GBK bytes of "朱镕基的电脑"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        b"Hallo Welt\r\n"
+    )
+    msg = parse_email(raw, NOW)
+    assert msg.subject == "朱镕基的电脑" and msg.sender_name == "髙橋①"
+    assert msg.sender == "t@x.example" and msg.body == "Hallo Welt" and msg.parse_error is None
+
+
+def test_a_header_that_no_charset_fits_still_leaves_the_rest_readable() -> None:
+    raw = (
+        b"From: a@b.example\r\n"
+        b"Subject: =?bogus?B?!!!?= und =?utf-8?B?w7Z?= und =?us-ascii?Q?Gr=FC=DFe?=\r\n\r\n"
+        b"Text\r\n"
+    )
+    msg = parse_email(raw, NOW)
+    assert msg.subject == "und ö und Grüße" and msg.body == "Text"
+
+
+def test_body_parts_whose_bytes_do_not_fit_their_label_are_read_with_the_superset() -> None:
+    def body(charset: bytes, data: bytes) -> str:
+        raw = b"From: a@b.example\r\nSubject: x\r\nContent-Type: text/plain; charset=" + charset
+        return parse_email(raw + b"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + data, NOW).body
+
+    gbk = b"\xd6\xec\xe9F\xbb\xf9\xb5\xc4\xb5\xe7\xc4\xd4\xbb\xb5\xc1\xcb"
+    assert body(b"gb2312", gbk) == "朱镕基的电脑坏了"
+    cp932 = b"\x87@\x94\xd4\x82\xcc\xee\xe0\x8b\xb4\x82\xc5\x82\xb7"
+    assert body(b"shift_jis", cp932) == "①番の髙橋です"
+    assert body(b"iso-8859-1", b"\x93Gr\xfc\xdfe\x94 \x96 \x805") == "“Grüße” – €5"
+    assert body(b"us-ascii", "Grüße".encode()) == "Grüße"
+
+
+def test_an_iso_2022_jp_body_becomes_japanese_text_also_with_microsoft_extensions() -> None:
+    # JIS X 0208 "テスト", NEC row 13 "①" and half-width "ｱ" (ESC ( I): CP50221, as Outlook sends.
+    raw = (
+        b"From: a@b.example\r\nSubject: =?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?=\r\n"
+        b"Content-Type: text/plain; charset=ISO-2022-JP\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
+        b"\x1b$B%F%9%H-!\x1b(I1\x1b(B ok\r\n"
+    )
+    msg = parse_email(raw, NOW)
+    assert msg.subject == "テスト" and msg.body == "テスト①ｱ ok"
+    # RFC 1468 mail from before MIME labels nothing; the escapes say what it is.
+    unlabelled = b"From: a@b.example\r\nSubject: x\r\n\r\n\x1b$B%F%9%H\x1b(B\r\n"
+    assert parse_email(unlabelled, NOW).body == "テスト"

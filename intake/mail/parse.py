@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import binascii
+import codecs
 import html
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from email import message_from_bytes, policy
-from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.utils import getaddresses
 from html.parser import HTMLParser
@@ -71,14 +73,7 @@ def _from_message(
     msg: EmailMessage, raw: bytes, received_at: datetime, envelope_from: str | None
 ) -> InboundMessage:
     name, address = _sender(msg, envelope_from)
-    if "\ufffd" in name:
-        name = _clean_header(str(make_header(decode_header(_raw_header(raw, "From") or ""))))
-        name = getaddresses([name])[0][0] if name else ""
-    subject = _clean_header(_header(msg, "Subject"))
-    if "\ufffd" in subject:
-        subject = _clean_header(
-            str(make_header(decode_header(_raw_header(raw, "Subject") or subject)))
-        )
+    subject = _clean_header(decode_words(_header(msg, "Subject")))
     message_id = _first_id(_header(msg, "Message-ID"))
     body_part = msg.get_body(preferencelist=("plain", "html"))
     return InboundMessage(
@@ -99,27 +94,51 @@ def _from_message(
 
 
 def _header(msg: Message, name: str) -> str:
-    try:
-        value = msg.get(name)
-    except Exception:  # a header the policy cannot parse: fall back to its raw text
-        value = msg.get_all(name, [""])[0] if hasattr(msg, "get_all") else ""
-    return str(value) if value is not None else ""
+    """The first `name` header as it came, unfolded (RFC 5322 section 2.2.3), read on its own
+    so that a header no charset fits costs only itself. Encoded words stay encoded: RFC 2047
+    section 5 allows them only in text, comments and phrases, which the caller knows about.
+    Undeclared 8-bit bytes are UTF-8 (RFC 6532) or else windows-1252."""
+    for key, value in msg.raw_items():
+        if key.lower() == name.lower():
+            # The parser keeps 8-bit bytes as surrogate escapes; give them back as bytes.
+            data = str(value).encode("utf-8", "surrogateescape")
+            return decode_text(re.sub(rb"\r?\n(?=[ \t])", b"", data), None)
+    return ""
 
 
-def _raw_header(raw: bytes, name: str) -> str | None:
-    """A header straight from the bytes, for undeclared 8-bit text the parser gave up on:
-    UTF-8 if it decodes, else Windows-1252 (which also covers ISO-8859-1)."""
-    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-    match = re.search(rb"^" + name.encode() + rb":[ \t]*(.*(?:\r?\n[ \t].*)*)", head, re.I | re.M)
-    if not match:
-        return None
-    value = re.sub(rb"\r?\n[ \t]+", b" ", match.group(1)).strip()
-    for charset in ("utf-8", "windows-1252"):
-        try:
-            return value.decode(charset)
-        except UnicodeDecodeError:
-            continue
-    return value.decode("latin-1")
+# RFC 2047 section 2; an RFC 2231 section 5 language (charset*lang) is allowed in the charset.
+ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([BbQq])\?([^?\s]*)\?=")
+
+
+def decode_words(value: str) -> str:
+    """RFC 2047 encoded words decoded leniently, each with decode_text. Whitespace between two
+    adjacent words goes (section 6.2); adjacent words in one charset are decoded together, as
+    mailers split a multibyte character across them."""
+    parts: list[str | tuple[str, bytes]] = []  # plain text, or a word's (charset, bytes)
+    pos = 0
+    for word in ENCODED_WORD.finditer(value):
+        gap = value[pos : word.start()]
+        if gap and not (parts and isinstance(parts[-1], tuple) and not gap.strip()):
+            parts.append(gap)
+        charset, data = word.group(1).lower(), _word_bytes(word.group(2), word.group(3))
+        last = parts[-1] if parts else None
+        if isinstance(last, tuple) and last[0] == charset:
+            parts[-1] = (charset, last[1] + data)
+        else:
+            parts.append((charset, data))
+        pos = word.end()
+    parts.append(value[pos:])
+    return "".join(p if isinstance(p, str) else decode_text(p[1], p[0]) for p in parts)
+
+
+def _word_bytes(encoding: str, text: str) -> bytes:
+    data = text.encode("ascii", "replace")
+    if encoding in "Qq":
+        return binascii.a2b_qp(data, header=True)  # "_" is a space (RFC 2047 section 4.2)
+    data = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
+    if len(data) % 4 == 1:  # one character too many to be base64: drop it, keep the rest
+        data = data[:-1]
+    return binascii.a2b_base64(data + b"==")
 
 
 def bounced_recipients(msg: EmailMessage) -> tuple[str, ...]:
@@ -185,10 +204,11 @@ def _first_id(value: str) -> str | None:
 
 def _sender(msg: EmailMessage, envelope_from: str | None) -> tuple[str, str]:
     for header in ("From", "Sender", "Return-Path"):
+        # Split into addresses before decoding: a decoded name may hold "<", "," or quotes.
         pairs = getaddresses([_header(msg, header)])
         for name, address in pairs:
             if "@" in address:
-                return _clean_header(name), address.strip().lower()
+                return _clean_header(decode_words(name)), address.strip().lower()
     return "", (envelope_from or "").strip().lower()
 
 
@@ -238,16 +258,78 @@ def _decoded(part: Message) -> str:
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return str(part.get_payload())
-    # Declared charset first, then the usual suspects; never drop a mail for a decode error.
-    declared = part.get_content_charset()
-    for charset in (declared, "utf-8", "windows-1252", "iso-8859-1"):
-        if not charset:
-            continue
+    return decode_text(payload, part.get_content_charset())
+
+
+# What to try for a declared charset, best first: mailers label text with the charset they
+# meant, but write the wider one their platform uses. ISO-8859-1 never fails to decode, so the
+# superset goes first there (as the WHATWG Encoding Standard does); UTF-8 is ASCII's superset too.
+CHARSET_READINGS: dict[str, tuple[str, ...]] = {
+    "ascii": ("ascii", "utf-8", "cp1252"),
+    "iso8859-1": ("cp1252", "iso8859-1"),
+    "gb2312": ("gb2312", "gbk", "gb18030"),
+    "gbk": ("gbk", "gb18030"),
+    "shift_jis": ("shift_jis", "cp932"),
+    "iso2022_jp": ("iso2022_jp", "iso2022_jp_ext", "cp50221", "cp932"),
+    "euc_kr": ("euc_kr", "cp949"),
+    "big5": ("big5", "cp950", "big5hkscs"),
+}
+
+
+def decode_text(data: bytes, charset: str | None) -> str:
+    """`data` as text, never raising: the declared charset and its supersets, then UTF-8 and
+    windows-1252, replacement characters as the last resort."""
+    for name in (*_readings(charset, data), "utf-8", "cp1252"):
         try:
-            return payload.decode(charset)
-        except (LookupError, UnicodeDecodeError):
+            return _CUSTOM_CODECS[name](data) if name in _CUSTOM_CODECS else data.decode(name)
+        except (ValueError, LookupError):  # UnicodeDecodeError is a ValueError
             continue
-    return payload.decode("utf-8", errors="replace")
+    return data.decode("utf-8", "replace")
+
+
+def _readings(charset: str | None, data: bytes) -> tuple[str, ...]:
+    try:
+        name = codecs.lookup(charset).name if charset else ""
+    except (LookupError, ValueError):
+        name = ""
+    if name in ("", "ascii") and b"\x1b$" in data:  # JIS escapes: RFC 1468 mail, unlabelled
+        name = "iso2022_jp"
+    return CHARSET_READINGS.get(name, (name,) if name else ())
+
+
+_JIS_MODES = {b"(B": "ascii", b"(J": "ascii", b"(I": "kana", b"$@": "kanji", b"$B": "kanji"}
+
+
+def _cp50221(data: bytes) -> str:
+    """ISO-2022-JP as Outlook and most Japanese mailers write it (Microsoft's CP50221): JIS X 0208
+    plus the NEC and IBM rows and half-width katakana. Each character is moved to its Shift_JIS
+    position, where CP932 reads them all."""
+    sjis, mode, i = bytearray(), "ascii", 0
+    while i < len(data):
+        byte = data[i]
+        if byte == 0x1B:
+            mode = _JIS_MODES.get(data[i + 1 : i + 3], "")
+            if not mode:
+                raise ValueError("an escape sequence CP50221 does not have")
+            i += 3
+        elif mode == "kanji" and 0x21 <= byte <= 0x7E:
+            sjis += _jis_to_sjis(byte, data[i + 1] if i + 1 < len(data) else 0)
+            i += 2
+        else:
+            sjis.append(byte | 0x80 if mode == "kana" and 0x21 <= byte <= 0x5F else byte)
+            i += 1
+    return sjis.decode("cp932")
+
+
+def _jis_to_sjis(row: int, cell: int) -> bytes:
+    if not 0x21 <= cell <= 0x7E:
+        raise ValueError("half a JIS character")
+    first = (row + 1) // 2 + (0x70 if row <= 0x5E else 0xB0)
+    second = cell + (0x1F if row % 2 else 0x7E)
+    return bytes((first, second + 1 if row % 2 and second >= 0x7F else second))
+
+
+_CUSTOM_CODECS: dict[str, Callable[[bytes], str]] = {"cp50221": _cp50221}
 
 
 class _TextExtractor(HTMLParser):
