@@ -196,3 +196,44 @@ def test_an_iso_2022_jp_body_becomes_japanese_text_also_with_microsoft_extension
     # RFC 1468 mail from before MIME labels nothing; the escapes say what it is.
     unlabelled = b"From: a@b.example\r\nSubject: x\r\n\r\n\x1b$B%F%9%H\x1b(B\r\n"
     assert parse_email(unlabelled, NOW).body == "テスト"
+
+
+def test_inline_text_parts_around_an_image_are_all_kept_in_order() -> None:
+    # Apple Mail: text, a picture placed in the text, more text; a real attachment at the end.
+    raw = (
+        b'From: a@b.example\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary="a"\r\n\r\n'
+        b"--a\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nErster Teil\r\n"
+        b'--a\r\nContent-Type: image/png; name="bild.png"\r\n'
+        b'Content-Disposition: inline; filename="bild.png"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n"
+        b"--a\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nZweiter Teil\r\n"
+        b"--a\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Dritter&nbsp;Teil</p>\r\n"
+        b"--a\r\nContent-Type: text/plain\r\nContent-Disposition: attachment\r\n\r\nlog\r\n"
+        b'--a\r\nContent-Type: text/plain; name="notiz.txt"\r\n\r\nNotiz\r\n'
+        b"--a--\r\n"
+    )
+    msg = parse_email(raw, NOW)
+    assert msg.body == "Erster Teil\n\nZweiter Teil\n\nDritter Teil"
+    names = [(a.filename, a.content_type) for a in msg.attachments]
+    assert names == [
+        ("bild.png", "image/png"),
+        ("anhang", "text/plain"),
+        ("notiz.txt", "text/plain"),
+    ]
+
+
+def test_of_two_alternatives_only_the_plain_one_is_the_body() -> None:
+    raw = (
+        b'From: a@b.example\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary="m"\r\n\r\n'
+        b'--m\r\nContent-Type: multipart/alternative; boundary="alt"\r\n\r\n'
+        b"--alt\r\nContent-Type: text/plain\r\n\r\nHallo *Welt*\r\n"
+        b'--alt\r\nContent-Type: multipart/related; boundary="rel"\r\n\r\n'
+        b"--rel\r\nContent-Type: text/html\r\n\r\n<p>Hallo <b>Welt</b></p>\r\n"
+        b"--rel\r\nContent-Type: image/gif\r\nContent-ID: <logo>\r\n\r\nGIF89a\r\n"
+        b"--rel--\r\n--alt--\r\n"
+        b"--m\r\nContent-Type: text/plain\r\n\r\nNachtrag\r\n"
+        b"--m--\r\n"
+    )
+    assert parse_email(raw, NOW).body == "Hallo *Welt*\n\nNachtrag"
+    html_only = raw.replace(b"--alt\r\nContent-Type: text/plain\r\n\r\nHallo *Welt*\r\n", b"")
+    assert parse_email(html_only, NOW).body == "Hallo Welt\n\nNachtrag"

@@ -75,14 +75,14 @@ def _from_message(
     name, address = _sender(msg, envelope_from)
     subject = _clean_header(decode_words(_header(msg, "Subject")))
     message_id = _first_id(_header(msg, "Message-ID"))
-    body_part = msg.get_body(preferencelist=("plain", "html"))
+    texts = body_parts(msg)
     return InboundMessage(
         channel=Channel.EMAIL,
         sender=address,
         sender_name=name,
         subject=subject,
-        body=body_text(msg),
-        attachments=attachments(msg, body_part),
+        body=body_text(texts),
+        attachments=attachments(msg, texts),
         bounced_recipients=bounced_recipients(msg),
         received_at=received_at,
         raw=raw,
@@ -163,11 +163,14 @@ def bounced_recipients(msg: EmailMessage) -> tuple[str, ...]:
     return tuple(dict.fromkeys(failed))
 
 
-def attachments(msg: EmailMessage, body: Message | None) -> tuple[AttachedFile, ...]:
+def attachments(msg: EmailMessage, body: list[Message]) -> tuple[AttachedFile, ...]:
     """Every file part (nested multiparts, forwarded mails, winmail.dat), with name and type."""
     files: list[AttachedFile] = []
+    in_body = {id(part) for part in body}
     for part in msg.walk():
-        if part is body or (part.is_multipart() and part.get_content_type() != "message/rfc822"):
+        if id(part) in in_body:
+            continue
+        if part.is_multipart() and part.get_content_type() != "message/rfc822":
             continue
         ctype = part.get_content_type()
         filename = part.get_filename()
@@ -243,15 +246,68 @@ def automatic_reasons(msg: Message, sender: str, envelope_from: str | None) -> t
     return tuple(reasons)
 
 
-def body_text(msg: EmailMessage) -> str:
-    """The readable text: the plain part, else the HTML part turned into text."""
-    part = msg.get_body(preferencelist=("plain", "html"))
-    if part is None:
-        return ""
+def body_text(parts: list[Message]) -> str:
+    """The readable text of the body parts, joined in order; HTML turned into text."""
+    texts = (_part_text(part) for part in parts)
+    return "\n\n".join(text for text in texts if text)
+
+
+def _part_text(part: Message) -> str:
     content = _decoded(part)
     if part.get_content_type() == "text/html":
         content = html_to_text(content)
     return content.replace("\r\n", "\n").strip()
+
+
+BODY_TYPES = ("text/plain", "text/html")
+# Multiparts whose first part alone is what the sender wrote: the rest is a signature (RFC 1847
+# section 2.1), what the HTML refers to (RFC 2387 section 3.1) or a machine report (RFC 6522).
+CONTENT_FIRST = ("multipart/signed", "multipart/related", "multipart/report")
+
+
+def body_parts(msg: EmailMessage) -> list[Message]:
+    """The parts that make up what the sender wrote, in order: every inline text part, as mailers
+    put text, a picture and more text side by side in a multipart/mixed (RFC 2046 section 5.1.3).
+    Without any, the first text part even if it has a name (the standard library's choice), so a
+    mail that is only a named text file still has a body."""
+    found = _inline_text(msg)
+    if found:
+        return found
+    fallback = msg.get_body(preferencelist=("plain", "html"))
+    return [fallback] if fallback is not None else []
+
+
+def _inline_text(part: Message) -> list[Message]:
+    ctype = part.get_content_type()
+    if part.get_content_disposition() == "attachment" or part.get_filename():
+        return []  # a file, even a text file
+    if ctype in BODY_TYPES:
+        return [part]
+    if ctype == "multipart/alternative":
+        return _preferred(part)
+    if ctype.startswith("multipart/"):
+        children = _children(part)[:1] if ctype in CONTENT_FIRST else _children(part)
+        return [found for child in children for found in _inline_text(child)]
+    return []
+
+
+def _children(part: Message) -> list[Message]:
+    payload = part.get_payload()  # a string when a multipart lost its boundary
+    return (
+        [child for child in payload if isinstance(child, Message)]
+        if isinstance(payload, list)
+        else []
+    )
+
+
+def _preferred(alternative: Message) -> list[Message]:
+    """One alternative only, as each says the same (RFC 2046 section 5.1.4): plain text over
+    HTML (nothing to take apart), else the first that has text."""
+    choices = [found for child in _children(alternative) if (found := _inline_text(child))]
+    for choice in choices:
+        if all(part.get_content_type() == "text/plain" for part in choice):
+            return choice
+    return choices[0] if choices else []
 
 
 def _decoded(part: Message) -> str:
