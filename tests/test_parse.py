@@ -237,3 +237,24 @@ def test_of_two_alternatives_only_the_plain_one_is_the_body() -> None:
     assert parse_email(raw, NOW).body == "Hallo *Welt*\n\nNachtrag"
     html_only = raw.replace(b"--alt\r\nContent-Type: text/plain\r\n\r\nHallo *Welt*\r\n", b"")
     assert parse_email(html_only, NOW).body == "Hallo Welt\n\nNachtrag"
+
+
+def test_lines_before_the_headers_are_skipped_and_the_bytes_kept_as_received() -> None:
+    mail = b"From: Kunde <k@x.example>\r\nSubject: Hilfe\r\n\r\nText\r\n"
+    for preamble in (
+        b"---- Original email message ----\r\n",  # an export
+        b"---- Original email message ----\r\n\r\n",
+        b"\r\n",
+        b">From k@x.example Mon Jan  5 09:00:00 2026\r\n",  # an mbox line, escaped
+        b"Export\r\nFrom k@x.example Mon Jan  5 09:00:00 2026\r\n",
+        b"\xef\xbb\xbf",  # a byte order mark from an editor
+    ):
+        msg = parse_email(preamble + mail, NOW)
+        assert (msg.sender, msg.subject, msg.body) == ("k@x.example", "Hilfe", "Text"), preamble
+        assert msg.raw == preamble + mail
+
+
+def test_a_text_without_headers_keeps_all_its_lines() -> None:
+    # "Seit: heute früh" looks like a header; skipping to it would cost the lines before.
+    text = b"Hallo,\r\n\r\nder Server steht.\r\nSeit: heute fr\xc3\xbch\r\n"
+    assert parse_email(text, NOW).body == "Hallo,\n\nder Server steht.\nSeit: heute früh"

@@ -28,7 +28,7 @@ def parse_email(
 ) -> InboundMessage:
     """Parse with the standard library's modern policy; a mail that cannot be read is still kept."""
     try:
-        msg = message_from_bytes(raw, policy=policy.default)
+        msg = message_from_bytes(without_preamble(raw), policy=policy.default)
         assert isinstance(msg, EmailMessage)
         return _storable(_from_message(msg, raw, received_at, envelope_from))
     except Exception as exc:  # the adapter boundary: nothing escapes, the bytes are kept
@@ -41,6 +41,30 @@ def parse_email(
             raw=raw,
             parse_error=storable_text(f"{type(exc).__name__}: {exc}"),
         )
+
+
+# A line that can start a header: an RFC 5322 field name (section 3.6.8), maybe blanks (4.5.8).
+HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
+FROM_LINE = re.compile(rb"^From[ \t]*:", re.I | re.M)
+PREAMBLE_LINES = 5
+
+
+def without_preamble(raw: bytes) -> bytes:
+    """The bytes from the first line that can be a header on. Exports put a line such as
+    "---- Original email message ----", mbox files a "From " line, editors a byte order mark
+    before the headers, and the parser would take every header for the body. Only a few lines,
+    and only if a From field follows (RFC 5322 section 3.6 requires one), so that a text
+    without headers keeps all its lines."""
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
+    pos = 0
+    for _ in range(PREAMBLE_LINES):
+        if HEADER_LINE.match(raw, pos):
+            head = re.split(rb"\r?\n\r?\n", raw[pos:], maxsplit=1)[0]
+            return raw[pos:] if pos == 0 or FROM_LINE.search(head) else raw
+        pos = raw.find(b"\n", pos) + 1
+        if not pos:
+            break
+    return raw
 
 
 def storable_text(value: str) -> str:
