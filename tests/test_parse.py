@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from intake.mail.parse import parse_email
+from intake.domain import InboundMessage
+from intake.mail.parse import parse_email, usable_address
 from tests.factories import make_mail
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -258,3 +259,88 @@ def test_a_text_without_headers_keeps_all_its_lines() -> None:
     # "Seit: heute früh" looks like a header; skipping to it would cost the lines before.
     text = b"Hallo,\r\n\r\nder Server steht.\r\nSeit: heute fr\xc3\xbch\r\n"
     assert parse_email(text, NOW).body == "Hallo,\n\nder Server steht.\nSeit: heute früh"
+
+
+CONTROLS = frozenset(map(chr, [*range(0x20), 0x7F, *range(0x80, 0xA0)]))  # C0, DEL, C1
+
+
+def assert_header_fields_are_clean(msg: InboundMessage) -> None:
+    texts = [msg.sender, msg.sender_name, msg.subject, msg.message_id or "", msg.in_reply_to or ""]
+    texts += [*msg.references, *(a.filename for a in msg.attachments)]
+    texts += [a.content_type for a in msg.attachments]
+    assert not any(CONTROLS & set(text) for text in texts), texts
+    assert msg.sender == "" or (usable_address(msg.sender) and msg.sender == msg.sender.lower())
+
+
+def test_a_sender_with_control_characters_is_kept_readable_but_never_answered() -> None:
+    for value in (
+        b"it\x1c@muster.example",
+        b"it\x00@muster.example",
+        b"Erika <it\x7f@muster.example>",
+        b"it\xc2\x85@muster.example",  # C1 NEL in UTF-8
+        b"=?utf-8?q?it=0D?=@muster.example",
+        b"<it\x1b[31m@muster.example>",  # getaddresses would find "31m@muster.example"
+        b"Erika\x07 <it@muster.example>",  # a raw control anywhere: the header is not trusted
+        "J\u00f6rg <j\u00f6rg@muster.example>".encode(),  # no SMTPUTF8 in the outbox
+    ):
+        msg = parse_email(b"From: " + value + b"\r\nSubject: x\r\n\r\nText\r\n", NOW, "a@b.example")
+        assert msg.sender == "" and "muster.example" in msg.sender_name, value
+        assert "\ufffd" in msg.sender_name or "ö" in msg.sender_name  # shown, not hidden
+        assert msg.body == "Text" and msg.parse_error is None
+        assert_header_fields_are_clean(msg)
+
+
+def test_control_characters_are_taken_out_of_names_subjects_ids_and_filenames() -> None:
+    raw = (
+        b"From: =?utf-8?q?Eve=0D=0ABcc=3A_x=00=07?= Mallory <e@x.example>\r\n"
+        b"Subject: Hilfe\x00 \x1b[31mrot\x7f =?utf-8?q?=C2=9B_und_=0D=0A?= Ende\r\n"
+        b"Message-ID: <a\x01b@x.example>\r\n"
+        b"In-Reply-To: <c\x7fd@x.example> <ok@x.example>\r\n"
+        b"References: <e\x1cf@x.example> <ok@x.example>\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nText\r\n"
+        b"--b\r\nContent-Type: application/p\x01df\r\n"
+        b"Content-Disposition: attachment; filename*=utf-8''a%0D%0Ab%00c.pdf\r\n\r\nx\r\n"
+        b"--b--\r\n"
+    )
+    msg = parse_email(raw, NOW)
+    assert_header_fields_are_clean(msg)
+    assert msg.sender == "e@x.example" and msg.sender_name == "Eve Bcc: x Mallory"
+    assert msg.subject == "Hilfe [31mrot und Ende"
+    assert msg.message_id is None and msg.in_reply_to == "<ok@x.example>"
+    assert msg.references == ("<ok@x.example>",)
+    assert msg.attachments[0].filename == "a bc.pdf"
+
+
+def test_very_long_header_values_parse_and_overlong_ids_are_no_ids() -> None:
+    long_id = b"<" + b"x" * 2000 + b"@x.example>"
+    raw = (
+        b"From: " + b"y" * 1000 + b"@x.example\r\n"
+        b"Subject: " + b"Betreff " * 75 + b"\r\n"
+        b"Message-ID: " + long_id + b"\r\nIn-Reply-To: " + long_id + b"\r\n"
+        b"References: " + long_id + b" <ok@x.example>\r\n\r\nText\r\n"
+    )
+    msg = parse_email(raw, NOW)
+    assert_header_fields_are_clean(msg)
+    assert msg.sender == "" and msg.sender_name.startswith("yyy") and len(msg.sender_name) < 300
+    assert len(msg.subject) == 600 - 1 and msg.body == "Text"
+    assert msg.message_id is None and msg.in_reply_to is None
+    assert msg.references == ("<ok@x.example>",)
+
+
+def test_usable_address_accepts_only_what_a_reply_can_go_to() -> None:
+    assert usable_address("it@muster.example") and usable_address("o'neil+tag@x.example")
+    for value in (
+        "",
+        "it",
+        "@muster.example",
+        "it@",
+        "it\x1c@muster.example",
+        "it @muster.example",
+        "a@b@c.example",
+        "=?utf-8?q?it=0D?=@muster.example",
+        '"a b"@x.example',
+        "jörg@x.example",  # the outbox speaks no SMTPUTF8
+        "x" * 64 + "@" + "d" * 189 + ".example",  # 255 characters
+    ):
+        assert not usable_address(value), value

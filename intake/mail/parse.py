@@ -20,7 +20,14 @@ from intake.domain import AttachedFile, Channel, InboundMessage
 MACHINE_SENDER = re.compile(
     r"^(mailer-daemon|postmaster|abuse|root|noreply|no-reply|do-not-reply|donotreply)@", re.I
 )
-MSGID = re.compile(r"<[^<>\s]+>")
+MSGID = re.compile(r"<[^<>\s\x00-\x1f\x7f-\x9f]+>")
+MAX_LINE = 998  # RFC 5322 section 2.1.1: no header line, so no msg-id, is longer
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL, C1
+READABLE_LENGTH = 256
+# RFC 5321 section 4.1.2: a dot-atom local part of at most 64 octets (4.5.3.1.1) at a host name.
+USABLE_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+)
 
 
 def parse_email(
@@ -32,9 +39,11 @@ def parse_email(
         assert isinstance(msg, EmailMessage)
         return _storable(_from_message(msg, raw, received_at, envelope_from))
     except Exception as exc:  # the adapter boundary: nothing escapes, the bytes are kept
+        name, address = _envelope_sender(envelope_from)
         return InboundMessage(
             channel=Channel.EMAIL,
-            sender=storable_text(envelope_from or "").lower(),
+            sender=address,
+            sender_name=storable_text(name),
             subject="",
             body="",
             received_at=received_at,
@@ -65,6 +74,15 @@ def without_preamble(raw: bytes) -> bytes:
         if not pos:
             break
     return raw
+
+
+def usable_address(value: str) -> bool:
+    """Whether a reply may go to `value`: one plain ASCII address (the outbox speaks no SMTPUTF8),
+    no control characters, no blanks, at most 254 characters (a path is at most 256 octets with
+    its angle brackets, RFC 5321 section 4.5.3.1.3). Nor an encoded word: RFC 2047 section 5
+    forbids them in an address, and software that decodes them anyway gets what they hide."""
+    plain = len(value) <= 254 and USABLE_ADDRESS.fullmatch(value) is not None
+    return plain and ENCODED_WORD.search(value) is None
 
 
 def storable_text(value: str) -> str:
@@ -112,7 +130,7 @@ def _from_message(
         raw=raw,
         message_id=message_id,
         in_reply_to=_first_id(_header(msg, "In-Reply-To")),
-        references=tuple(MSGID.findall(_header(msg, "References"))),
+        references=_ids(_header(msg, "References")),
         automatic_reasons=automatic_reasons(msg, address, envelope_from),
     )
 
@@ -182,7 +200,7 @@ def bounced_recipients(msg: EmailMessage) -> tuple[str, ...]:
             recipient = str(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
             if action == "failed" or status.startswith("5"):
                 address = recipient.split(";", 1)[-1].strip().strip("<>").lower()
-                if "@" in address:
+                if usable_address(address):  # only one we could have written to
                     failed.append(address)
     return tuple(dict.fromkeys(failed))
 
@@ -196,8 +214,8 @@ def attachments(msg: EmailMessage, body: list[Message]) -> tuple[AttachedFile, .
             continue
         if part.is_multipart() and part.get_content_type() != "message/rfc822":
             continue
-        ctype = part.get_content_type()
-        filename = part.get_filename()
+        ctype = _clean_header(part.get_content_type())
+        filename = _clean_header(part.get_filename() or "")
         disposition = part.get_content_disposition()
         if ctype == "message/rfc822":
             inner = part.get_payload()
@@ -220,32 +238,58 @@ def attachments(msg: EmailMessage, body: list[Message]) -> tuple[AttachedFile, .
 
 
 def _clean_header(value: str) -> str:
-    # Header values never carry line breaks into our replies (header injection).
+    """One line without control characters: a line break would carry into our replies' headers
+    (header injection), the others break terminals, logs and what processes the text later."""
+    value = CONTROL.sub(lambda control: " " if control.group().isspace() else "", value)
     return re.sub(r"\s+", " ", value).strip()
 
 
+def _readable(value: str) -> str:
+    """`value` for staff to read, where it cannot be used: control characters shown as U+FFFD."""
+    value = CONTROL.sub("\ufffd", value.replace("\t", " "))
+    value = re.sub(r"\s+", " ", value).strip()
+    return value if len(value) <= READABLE_LENGTH else value[: READABLE_LENGTH - 1] + "…"
+
+
+def _ids(value: str) -> tuple[str, ...]:
+    return tuple(found for found in MSGID.findall(value) if len(found) <= MAX_LINE)
+
+
 def _first_id(value: str) -> str | None:
-    found = MSGID.search(value)
-    return found.group(0) if found else None
+    found = _ids(value)
+    return found[0] if found else None
 
 
 def _sender(msg: EmailMessage, envelope_from: str | None) -> tuple[str, str]:
+    """The author's name and address: From, else Sender, else Return-Path, else the envelope. An
+    address no reply may go to gives no address, and the header stays readable in the name."""
     for header in ("From", "Sender", "Return-Path"):
+        value = _header(msg, header)
+        # A control character can make getaddresses split a header where no mailer would
+        # ("<a\x1b[b@c>" gives "b@c"): such a header names nobody a reply may go to.
+        trusted = CONTROL.search(value.replace("\t", " ")) is None
         # Split into addresses before decoding: a decoded name may hold "<", "," or quotes.
-        pairs = getaddresses([_header(msg, header)])
-        for name, address in pairs:
-            if "@" in address:
+        for name, address in getaddresses([value]):
+            if "@" not in address:
+                continue
+            if trusted and usable_address(address.strip()):
                 return _clean_header(decode_words(name)), address.strip().lower()
-    return "", (envelope_from or "").strip().lower()
+            return _readable(decode_words(value)), ""
+    return _envelope_sender(envelope_from)
+
+
+def _envelope_sender(envelope_from: str | None) -> tuple[str, str]:
+    address = (envelope_from or "").strip().removeprefix("<").removesuffix(">")
+    return ("", address.lower()) if usable_address(address) else (_readable(address), "")
 
 
 def automatic_reasons(msg: Message, sender: str, envelope_from: str | None) -> tuple[str, ...]:
     """Why this mail looks machine-generated (the header union of Znuny, Zammad, RT, osTicket)."""
     reasons: list[str] = []
-    auto_submitted = _header(msg, "Auto-Submitted").strip().lower()
+    auto_submitted = _clean_header(_header(msg, "Auto-Submitted")).lower()
     if auto_submitted and auto_submitted != "no":
         reasons.append(f"Auto-Submitted: {auto_submitted}")
-    precedence = _header(msg, "Precedence").strip().lower()
+    precedence = _clean_header(_header(msg, "Precedence")).lower()
     if precedence in ("bulk", "list", "junk", "auto_reply"):
         reasons.append(f"Precedence: {precedence}")
     for name in (
@@ -258,7 +302,7 @@ def automatic_reasons(msg: Message, sender: str, envelope_from: str | None) -> t
     ):
         if msg.get(name) is not None:
             reasons.append(f"{name} gesetzt")
-    suppress = _header(msg, "X-Auto-Response-Suppress").lower()
+    suppress = _clean_header(_header(msg, "X-Auto-Response-Suppress")).lower()
     if suppress and suppress != "none":
         reasons.append(f"X-Auto-Response-Suppress: {suppress}")
     if envelope_from is not None and envelope_from.strip() in ("", "<>"):
