@@ -13,6 +13,16 @@ from tests.factories import make_mail
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
+CONTROLS = frozenset(map(chr, [*range(0x20), 0x7F, *range(0x80, 0xA0)]))  # C0, DEL, C1
+
+
+def assert_header_fields_are_clean(msg: InboundMessage) -> None:
+    texts = [msg.sender, msg.sender_name, msg.subject, msg.message_id or "", msg.in_reply_to or ""]
+    texts += [*msg.references, *(a.filename for a in msg.attachments)]
+    texts += [a.content_type for a in msg.attachments]
+    assert not any(CONTROLS & set(text) for text in texts), texts
+    assert msg.sender == "" or (usable_address(msg.sender) and msg.sender == msg.sender.lower())
+
 
 def test_an_encoded_german_subject_and_body_are_decoded() -> None:
     raw = (
@@ -77,6 +87,7 @@ def test_a_mail_without_message_id_gets_a_stable_content_key() -> None:
 def test_random_bytes_never_raise_and_are_kept(raw: bytes) -> None:
     msg = parse_email(raw, NOW, envelope_from="x@y.example")
     assert msg.raw == raw
+    assert_header_fields_are_clean(msg)
 
 
 @settings(max_examples=200, deadline=None)
@@ -99,6 +110,19 @@ def test_random_bytes_never_raise_and_are_kept(raw: bytes) -> None:
                 b'From: "Broken <a@b\r\n',
                 b"Message-ID: <<>>\r\n",
                 b"QmFzZTY0IGJvZHk=\r\n",
+                # hostile and mislabelled
+                b"---- Original email message ----\r\n",
+                b"\xef\xbb\xbf",
+                b"From: it\x1c@muster.example\r\n",
+                b"From: =?utf-8?q?a=0D=0A=00?= <a@b.example>\r\n",
+                b"From: <a\x1b[b@c.example>\r\n",
+                b"Subject: =?gb2312?B?1uzpRrv5?= =?iso-2022-jp?B?7uCLtIdA?=\r\n",
+                b"Message-ID: <" + b"x" * 1000 + b"@y.example>\r\n",
+                b"Content-Type: text/plain; charset=iso-2022-jp\r\n",
+                b"\x1b$B%F%9%H-!\x1b(I1\x1b$(D\r\n",
+                b"Content-Type: text/plain; charset=gb2312\r\n\r\n\xd6\xec\xe9F\r\n",
+                b'Content-Type: multipart/alternative; boundary="b"\r\n',
+                b"Content-Disposition: attachment; filename*=utf-8''a%0D%00.txt\r\n",
             ]
         ),
         max_size=30,
@@ -108,6 +132,7 @@ def test_mutated_mime_never_raises(parts: list[bytes]) -> None:
     raw = b"".join(parts)
     msg = parse_email(raw, NOW)
     assert msg.raw == raw
+    assert_header_fields_are_clean(msg)
 
 
 def test_attachments_keep_name_and_type_also_nested_encoded_and_winmail() -> None:
@@ -259,17 +284,6 @@ def test_a_text_without_headers_keeps_all_its_lines() -> None:
     # "Seit: heute früh" looks like a header; skipping to it would cost the lines before.
     text = b"Hallo,\r\n\r\nder Server steht.\r\nSeit: heute fr\xc3\xbch\r\n"
     assert parse_email(text, NOW).body == "Hallo,\n\nder Server steht.\nSeit: heute früh"
-
-
-CONTROLS = frozenset(map(chr, [*range(0x20), 0x7F, *range(0x80, 0xA0)]))  # C0, DEL, C1
-
-
-def assert_header_fields_are_clean(msg: InboundMessage) -> None:
-    texts = [msg.sender, msg.sender_name, msg.subject, msg.message_id or "", msg.in_reply_to or ""]
-    texts += [*msg.references, *(a.filename for a in msg.attachments)]
-    texts += [a.content_type for a in msg.attachments]
-    assert not any(CONTROLS & set(text) for text in texts), texts
-    assert msg.sender == "" or (usable_address(msg.sender) and msg.sender == msg.sender.lower())
 
 
 def test_a_sender_with_control_characters_is_kept_readable_but_never_answered() -> None:
