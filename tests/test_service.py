@@ -202,6 +202,18 @@ def test_nul_bytes_and_broken_bytes_are_stored_not_refused(
         )
 
 
+def test_a_sender_with_control_characters_is_held_and_never_answered(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    for n, sender in enumerate((b"it\x1c@muster.example", b"Erika <it\x00@muster.example>")):
+        raw = b"From: %s\r\nSubject: Server steht\r\nMessage-ID: <c%d@muster.example>\r\n\r\n"
+        receipt = receive(service, raw % (sender, n) + b"Nichts geht mehr.\r\n")
+        assert receipt.outcome is Outcome.HELD
+    with sessions() as session:
+        assert {t.sender for t in session.scalars(select(Ticket))} == {""}
+    assert outbox_mail(sessions) == []
+
+
 def test_attachments_are_stored_with_name_and_type(
     service: IntakeService, sessions: sessionmaker[Session]
 ) -> None:
