@@ -14,7 +14,7 @@ from intake.calendar import format_deadline
 from intake.config import Config
 from intake.db import store
 from intake.db.tables import Message, OutboxItem, Ticket
-from intake.domain import Channel, Prediction, Priority
+from intake.domain import Channel, Prediction, Priority, usable_address
 from intake.mail.compose import compose_reply
 from intake.replies import Reply
 
@@ -111,8 +111,8 @@ def answer_ticket(
     if ticket.channel == Channel.TELEGRAM.value and ticket.chat_id is not None:
         send_chat(session, ticket.chat_id, reply.text, now=now, ticket_id=ticket.id)
         return True
-    if "@" not in ticket.sender:
-        return False
+    if not usable_address(ticket.sender):
+        return False  # no address a reply may go to (none, or one a sender made up to hurt)
     send_reply(
         session,
         cfg,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -107,6 +108,21 @@ class InboxState(StrEnum):
 class Language(StrEnum):
     DE = "de"
     EN = "en"
+
+
+USABLE_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+)
+ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([BbQq])\?([^?\s]*)\?=")
+
+
+def usable_address(value: str) -> bool:
+    """Whether a reply may go to `value`: one plain ASCII address (the outbox speaks no SMTPUTF8),
+    no control characters, no blanks, at most 254 characters (a path is at most 256 octets with
+    its angle brackets, RFC 5321 section 4.5.3.1.3). Nor an encoded word: RFC 2047 section 5
+    forbids them in an address, and software that decodes them anyway gets what they hide."""
+    plain = len(value) <= 254 and USABLE_ADDRESS.fullmatch(value) is not None
+    return plain and ENCODED_WORD.search(value) is None
 
 
 # Longer Message-IDs are hashed for the dedupe key (its column holds 512 characters).

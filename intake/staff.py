@@ -22,7 +22,14 @@ from intake.db.tables import (
     TriageRecord,
 )
 from intake.delivery import answer_ticket
-from intake.domain import Channel, ContractModel, Priority, TicketStatus, contract_year
+from intake.domain import (
+    Channel,
+    ContractModel,
+    Priority,
+    TicketStatus,
+    contract_year,
+    usable_address,
+)
 from intake.language import guess_language
 from intake.replies import ReplyContext, ReplyKind, ReplyRenderer, reply_context
 from intake.rules.base import select_valid_contract
@@ -219,7 +226,7 @@ def assign_held(
     if ticket.status != "held":
         raise StaffActionRefused(f"ticket {number} is not held")
     ticket.customer_id = customer.id
-    if "@" in ticket.sender and store.find_contact(session, ticket.sender) is None:
+    if usable_address(ticket.sender) and store.find_contact(session, ticket.sender) is None:
         contact = Contact(
             customer_id=customer.id,
             email=ticket.sender.lower(),

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from intake.domain import InboundMessage
-from intake.mail.parse import parse_email, usable_address
+from intake.domain import InboundMessage, usable_address
+from intake.mail.parse import parse_email
 from tests.factories import make_mail
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ from email.message import EmailMessage, Message
 from email.utils import getaddresses
 from html.parser import HTMLParser
 
-from intake.domain import AttachedFile, Channel, InboundMessage
+from intake.domain import ENCODED_WORD, AttachedFile, Channel, InboundMessage, usable_address
 
 # Senders that are machines by name (Zammad, Znuny).
 MACHINE_SENDER = re.compile(
@@ -25,9 +25,6 @@ MAX_LINE = 998  # RFC 5322 section 2.1.1: no header line, so no msg-id, is longe
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL, C1
 READABLE_LENGTH = 256
 # RFC 5321 section 4.1.2: a dot-atom local part of at most 64 octets (4.5.3.1.1) at a host name.
-USABLE_ADDRESS = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
-)
 
 
 def parse_email(
@@ -74,15 +71,6 @@ def without_preamble(raw: bytes) -> bytes:
         if not pos:
             break
     return raw
-
-
-def usable_address(value: str) -> bool:
-    """Whether a reply may go to `value`: one plain ASCII address (the outbox speaks no SMTPUTF8),
-    no control characters, no blanks, at most 254 characters (a path is at most 256 octets with
-    its angle brackets, RFC 5321 section 4.5.3.1.3). Nor an encoded word: RFC 2047 section 5
-    forbids them in an address, and software that decodes them anyway gets what they hide."""
-    plain = len(value) <= 254 and USABLE_ADDRESS.fullmatch(value) is not None
-    return plain and ENCODED_WORD.search(value) is None
 
 
 def storable_text(value: str) -> str:
@@ -149,7 +137,6 @@ def _header(msg: Message, name: str) -> str:
 
 
 # RFC 2047 section 2; an RFC 2231 section 5 language (charset*lang) is allowed in the charset.
-ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([BbQq])\?([^?\s]*)\?=")
 
 
 def decode_words(value: str) -> str:
