@@ -13,7 +13,8 @@ from classifier.model import PriorityModel
 from intake.config import Config
 from intake.db.tables import Message, OutboxItem, TelegramChat, TelegramCode, Ticket
 from intake.service import IntakeService
-from intake.telegram.chat import ChatEvent, ChatService
+from intake.telegram.chat import ChatService
+from intake.telegram.events import ChatEvent
 from tests.conftest import FIXED_NOW, make_config
 
 

@@ -35,7 +35,8 @@ from intake.domain import AttachedFile
 from intake.mail.imap import leadership
 from intake.outbox import Envelope, PermanentFailure
 from intake.service import IntakeService
-from intake.telegram.chat import ChatEvent, ChatOutcome, ChatService
+from intake.telegram.chat import ChatService
+from intake.telegram.events import ChatEvent, ChatOutcome
 
 log = logging.getLogger("intake.telegram")
 
