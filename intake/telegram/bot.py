@@ -31,8 +31,8 @@ from telegram.ext import (
 
 from intake.clock import Clock
 from intake.config import Config
+from intake.db.leadership import leadership
 from intake.domain import AttachedFile
-from intake.mail.imap import leadership
 from intake.outbox import Envelope, PermanentFailure
 from intake.service import IntakeService
 from intake.telegram.chat import ChatService
