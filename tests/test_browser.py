@@ -16,7 +16,7 @@ from intake.config import Config
 from intake.db.tables import Staff, Ticket
 from intake.domain import Priority
 from intake.mail.parse import parse_email
-from intake.web.auth import hash_password
+from intake.passwords import hash_password
 from tests.conftest import ROOT, missing_service
 from tests.factories import make_mail
 from tests.servers import AppThread

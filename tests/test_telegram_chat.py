@@ -181,8 +181,8 @@ def test_staff_see_a_chat_ticket_and_a_correction_is_told_in_the_chat(
     from fastapi.testclient import TestClient
 
     from intake.db.tables import Staff
+    from intake.passwords import hash_password
     from intake.web.app import create_app
-    from intake.web.auth import hash_password
     from tests.test_web import PASSWORD, csrf_of, login
 
     user = linked(chat, clock, "it@muster.example")

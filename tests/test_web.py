@@ -13,9 +13,9 @@ from classifier.model import PriorityModel
 from intake.config import Config
 from intake.db.tables import Staff
 from intake.mail.parse import parse_email
+from intake.passwords import hash_password
 from intake.service import IntakeService
 from intake.web.app import create_app
-from intake.web.auth import hash_password
 from tests.conftest import count
 from tests.factories import make_mail
 

@@ -23,6 +23,7 @@ from intake.clock import Clock, utcnow
 from intake.config import Config
 from intake.db import store
 from intake.domain import ContractModel, Priority
+from intake.passwords import check_login
 from intake.replies import TEMPLATES_DIR
 from intake.staff import (
     StaffActionRefused,
@@ -34,7 +35,7 @@ from intake.staff import (
     training_corrections,
 )
 from intake.web import queries
-from intake.web.auth import LoginLimiter, check_login, new_token, same_token
+from intake.web.auth import LoginLimiter, new_token, same_token
 
 log = logging.getLogger("intake.web")
 
