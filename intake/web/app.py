@@ -21,6 +21,7 @@ from classifier.train import train_version
 from intake.calendar import format_deadline
 from intake.clock import Clock, utcnow
 from intake.config import Config
+from intake.corrections import training_corrections
 from intake.db import store
 from intake.domain import ContractModel, Priority
 from intake.passwords import check_login
@@ -32,7 +33,6 @@ from intake.staff import (
     correct_priority,
     notify_priority,
     reject_held,
-    training_corrections,
 )
 from intake.web import queries
 from intake.web.auth import LoginLimiter, new_token, same_token
