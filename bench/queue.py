@@ -26,8 +26,8 @@ from intake.db.migrate import upgrade
 from intake.db.tables import Staff, Ticket
 from intake.passwords import hash_password
 from intake.web.app import create_app
-from tests.conftest import free_port
-from tests.factories import make_mail
+from tests.support.factories import make_mail
+from tests.support.network import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 N = 100_000

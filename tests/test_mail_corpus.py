@@ -19,9 +19,9 @@ from intake.config import Config, ImapConfig
 from intake.mail.imap import ImapPoller
 from intake.mail.parse import parse_email
 from intake.service import IntakeService
-from tests.conftest import IN_CI, Dovecot
-from tests.factories import make_mail
-from tests.servers import AppThread
+from tests.support.config import IN_CI
+from tests.support.factories import make_mail
+from tests.support.servers import AppThread, Dovecot
 
 OURS = sorted((Path(__file__).parent / "mail").glob("*.eml"))
 STDLIB = sorted(

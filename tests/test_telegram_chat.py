@@ -15,7 +15,8 @@ from intake.db.tables import Message, OutboxItem, TelegramChat, TelegramCode, Ti
 from intake.service import IntakeService
 from intake.telegram.chat import ChatService
 from intake.telegram.events import ChatEvent
-from tests.conftest import FIXED_NOW, make_config
+from tests.support.config import FIXED_NOW, make_config
+from tests.support.web import PASSWORD, csrf_of, login
 
 
 class Clock:
@@ -183,7 +184,6 @@ def test_staff_see_a_chat_ticket_and_a_correction_is_told_in_the_chat(
     from intake.db.tables import Staff
     from intake.passwords import hash_password
     from intake.web.app import create_app
-    from tests.test_web import PASSWORD, csrf_of, login
 
     user = linked(chat, clock, "it@muster.example")
     user.say("Kleine Frage: wie ändere ich die Farbe der Ticketübersicht?")

@@ -165,7 +165,7 @@ def test_train_with_corrections_learns_what_staff_decided(
     from intake.db.tables import Correction
     from intake.mail.parse import parse_email
     from intake.service import IntakeService
-    from tests.factories import make_mail
+    from tests.support.factories import make_mail
 
     service = IntakeService(cfg, sessions, model)
     at = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)

@@ -1,15 +1,25 @@
-"""Run the real IntakeApp (SMTP server + outbox sender) on loopback in a background thread."""
+"""Servers on loopback: the real IntakeApp (SMTP server + outbox sender) in a background thread,
+and what the Dovecot fixture hands a test."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from classifier.model import PriorityModel
 from intake.app import IntakeApp
 from intake.config import Config
+
+
+@dataclass(frozen=True)
+class Dovecot:
+    port: int
+    user: str
+    password: str
+    workdir: Path
 
 
 class AppThread:
