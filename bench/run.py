@@ -25,6 +25,7 @@ from pathlib import Path
 
 import psycopg
 
+from bench.support import free_port, make_mail, wait_for_port
 from classifier.corpus import load_corpus
 from classifier.registry import ModelRegistry
 from intake.calendar import build_calendar
@@ -32,9 +33,6 @@ from intake.config import load_config
 from intake.customers import import_customers, parse_customers
 from intake.db.engine import make_engine, make_sessions
 from intake.db.migrate import upgrade
-from tests.support.command import wait_for_port
-from tests.support.factories import make_mail
-from tests.support.network import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
