@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -163,6 +165,42 @@ def test_codes_per_hour_are_limited_per_chat_and_per_address(
         assert (
             len(session.scalars(select(OutboxItem).where(OutboxItem.channel == "email")).all()) == 4
         )
+
+
+def test_the_log_keeps_a_typed_address_with_a_quote_and_a_backslash_as_json(
+    chat: ChatService, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The address is whatever the customer typed; it must not break the log line."""
+    address = 'o"brien\\x@muster.example'
+    user = Chat(chat, clock)
+    user.say("/start")
+    with caplog.at_level(logging.INFO, logger="intake.telegram"):
+        for _ in range(4):
+            user.say(address)
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "intake.telegram"]
+    assert lines.count({"event": "telegram-code", "chat": 42, "known": False}) == 3
+    assert lines[-1] == {"event": "telegram-code-limit", "chat": 42, "address": address}
+
+
+def test_a_priority_button_outside_the_staff_chat_is_refused_and_logged_as_json(
+    chat: ChatService, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="intake.telegram"):
+        outcome = chat.handle(
+            ChatEvent(
+                update_id=1,
+                chat_id=43,
+                received_at=clock(),
+                callback_data="prio:2026112810000001:K",
+            )
+        )
+    assert outcome.answer == "Nicht erlaubt."
+    [record] = [r for r in caplog.records if r.name == "intake.telegram"]
+    assert json.loads(record.getMessage()) == {
+        "event": "telegram-staff-refused",
+        "chat": 43,
+        "user": None,
+    }
 
 
 def test_an_address_written_by_a_linked_customer_is_a_request_with_a_priority(

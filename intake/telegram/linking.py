@@ -20,6 +20,7 @@ from intake.config import Config
 from intake.db import store
 from intake.db.tables import TelegramChat, TelegramCode, TelegramLink
 from intake.delivery import send_reply
+from intake.logs import log_event
 from intake.replies import Reply
 from intake.telegram.events import ChatOutcome, ChatVoice
 
@@ -53,10 +54,8 @@ class ChatLinking:
             )
         )
         if (asked or 0) >= tg.codes_per_hour:
-            log.warning(
-                '{"event": "telegram-code-limit", "chat": %d, "address": "%s"}',
-                chat.chat_id,
-                email,
+            log_event(
+                log, "telegram-code-limit", level=logging.WARNING, chat=chat.chat_id, address=email
             )
             return self.voice.say(session, chat, "code_limit")
         for old in session.scalars(
@@ -92,11 +91,7 @@ class ChatLinking:
             send_reply(
                 session, self.cfg, None, Reply(subject, text + "\n", ""), to=contact.email, now=now
             )
-        log.info(
-            '{"event": "telegram-code", "chat": %d, "known": %s}',
-            chat.chat_id,
-            "true" if contact is not None else "false",
-        )
+        log_event(log, "telegram-code", chat=chat.chat_id, known=contact is not None)
         return self.voice.say(session, chat, "code_sent", email=email, minutes=tg.code_minutes)
 
     def check_code(self, session: Session, chat: TelegramChat, code: str) -> ChatOutcome:
@@ -135,11 +130,7 @@ class ChatLinking:
             session.refresh(chat)
             contact = chat.contact
             assert contact is not None
-            log.info(
-                '{"event": "telegram-linked", "chat": %d, "contact": %d}',
-                chat.chat_id,
-                contact.id,
-            )
+            log_event(log, "telegram-linked", chat=chat.chat_id, contact=contact.id)
             return self.voice.say(
                 session, chat, "linked", email=contact.email, customer=contact.customer.name
             )
@@ -158,7 +149,7 @@ class ChatLinking:
         chat.contact_id = None
         chat.open_ticket_id = None
         chat.state = "idle"
-        log.info('{"event": "telegram-unlinked", "chat": %d}', chat.chat_id)
+        log_event(log, "telegram-unlinked", chat=chat.chat_id)
         return self.voice.say(session, chat, "unlinked", email=contact.email)
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from intake.clock import Clock
 from intake.config import Config
 from intake.delivery import PRIORITY_CODES, send_chat
+from intake.logs import log_event
 from intake.replies import ReplyRenderer
 from intake.staff import StaffActionRefused, correct_priority, notify_priority
 from intake.telegram.events import ChatEvent, ChatOutcome
@@ -27,10 +28,12 @@ class StaffDecisions:
         """A button under a staff alert: confirm or correct the proposed priority."""
         staff_chat = self.cfg.telegram.staff_chat_id
         if staff_chat is None or event.chat_id != staff_chat:
-            log.warning(
-                '{"event": "telegram-staff-refused", "chat": %d, "user": %s}',
-                event.chat_id,
-                event.user_id,
+            log_event(
+                log,
+                "telegram-staff-refused",
+                level=logging.WARNING,
+                chat=event.chat_id,
+                user=event.user_id,
             )
             return ChatOutcome(answer="Nicht erlaubt.")
         parts = (event.callback_data or "").split(":")
