@@ -20,14 +20,13 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
+from bench.support import free_port, make_mail
 from intake.config import load_config
 from intake.db.engine import make_engine, make_sessions
 from intake.db.migrate import upgrade
 from intake.db.tables import Staff, Ticket
+from intake.passwords import hash_password
 from intake.web.app import create_app
-from intake.web.auth import hash_password
-from tests.conftest import free_port
-from tests.factories import make_mail
 
 ROOT = Path(__file__).resolve().parent.parent
 N = 100_000

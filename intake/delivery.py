@@ -11,11 +11,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from intake.calendar import format_deadline
+from intake.compose import compose_reply
 from intake.config import Config
 from intake.db import store
 from intake.db.tables import Message, OutboxItem, Ticket
 from intake.domain import Channel, Prediction, Priority, usable_address
-from intake.mail.compose import compose_reply
 from intake.replies import Reply
 
 TELEGRAM_TEXT_LIMIT = 4096  # the Bot API refuses longer messages

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from classifier.corpus import Example
 from intake.config import Config
 from intake.db import store
 from intake.db.tables import (
@@ -30,7 +29,6 @@ from intake.domain import (
     contract_year,
     usable_address,
 )
-from intake.language import guess_language
 from intake.replies import ReplyContext, ReplyKind, ReplyRenderer, reply_context
 from intake.rules.base import select_valid_contract
 from intake.rules.charges import charge_for
@@ -346,19 +344,3 @@ def book_hours(
             created_at=now,
         ),
     )
-
-
-def training_corrections(session: Session) -> list[Example]:
-    """Every ticket whose priority staff decided, as a training example (latest decision)."""
-    return [
-        Example(
-            id=f"correction-{ticket_id}",
-            lang=guess_language(f"{subject} {body}"),
-            style="mail",
-            subject=subject,
-            body=body,
-            priority=Priority(priority),
-            hard_case=None,
-        )
-        for ticket_id, subject, body, priority in store.corrected_requests(session)
-    ]

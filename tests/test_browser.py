@@ -16,10 +16,10 @@ from intake.config import Config
 from intake.db.tables import Staff, Ticket
 from intake.domain import Priority
 from intake.mail.parse import parse_email
-from intake.web.auth import hash_password
-from tests.conftest import ROOT, missing_service
-from tests.factories import make_mail
-from tests.servers import AppThread
+from intake.passwords import hash_password
+from tests.support.config import ROOT, missing_service
+from tests.support.factories import make_mail
+from tests.support.servers import AppThread
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = [

@@ -3,54 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port
-from tests.factories import make_mail
-from tests.fake_botapi import FakeBotAPI
-from tests.servers import wait_for_files
-from tests.test_smtp import send
-
-INTAKE = [sys.executable, "-m", "intake.cli", "--config", str(ROOT / "config.yaml")]
-
-
-def environment(tmp_path: Path, db_url: str, port: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        "INTAKE_DATABASE__URL": db_url,
-        "INTAKE_SMTP__PORT": str(port),
-        "INTAKE_WEB__PORT": "0",
-        "INTAKE_RELAY__MAILDIR": str(tmp_path / "maildir"),
-        "INTAKE_CLASSIFIER__MODELS_DIR": str(ROOT / "models"),
-    }
-
-
-def intake(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*INTAKE, *args], env=env, capture_output=True, text=True, timeout=120)
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 60) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"intake serve exited: {proc.stderr.read() if proc.stderr else ''}"
-            )
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("intake serve did not listen")
+from tests.support.command import INTAKE, environment, intake, wait_for_port
+from tests.support.config import ROOT
+from tests.support.factories import make_mail
+from tests.support.fake_botapi import FakeBotAPI
+from tests.support.network import free_port, send
+from tests.support.servers import wait_for_files
 
 
 @pytest.mark.slow

@@ -13,7 +13,8 @@ from intake.cli import main
 from intake.config import Config
 from intake.customers import ImportError_, import_customers, parse_customers
 from intake.db.tables import Contract
-from tests.conftest import FIXED_NOW, ROOT, count
+from tests.support.config import FIXED_NOW, ROOT
+from tests.support.database import count
 
 
 def test_importing_the_examples_twice_changes_nothing(

@@ -19,8 +19,9 @@ from intake.domain import Outcome, Priority
 from intake.mail.parse import parse_email
 from intake.service import IntakeService, Receipt
 from intake.staff import StaffActionRefused, book_hours, correct_priority, refund, set_points
-from tests.conftest import ROOT, count
-from tests.factories import make_mail
+from tests.support.config import ROOT
+from tests.support.database import count
+from tests.support.factories import make_mail
 
 AT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)  # Wednesday 10:00 in Berlin
 QUESTION = dict(

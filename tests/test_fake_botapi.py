@@ -13,7 +13,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 from telegram.ext import ApplicationBuilder, CommandHandler, ContextTypes, filters
 
-from tests.fake_botapi import FakeBotAPI
+from tests.support.fake_botapi import FakeBotAPI
 
 
 @pytest.fixture

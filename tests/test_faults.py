@@ -22,11 +22,11 @@ from sqlalchemy import text
 from classifier.model import PriorityModel
 from intake.db.engine import make_engine, make_sessions
 from intake.db.migrate import upgrade
-from tests.conftest import ROOT, free_port, make_config, missing_service
-from tests.factories import make_mail
-from tests.servers import AppThread
-from tests.test_cli import INTAKE, environment, intake, wait_for_port
-from tests.test_outbox import Sink
+from tests.support.command import INTAKE, environment, intake, wait_for_port
+from tests.support.config import ROOT, make_config, missing_service
+from tests.support.factories import make_mail
+from tests.support.network import Sink, free_port
+from tests.support.servers import AppThread
 
 
 def burst(
@@ -198,8 +198,8 @@ def test_a_full_disk_answers_451_and_keeps_nothing_half_stored(tmp_path: Path, m
     from classifier.model import PriorityModel
     from intake.customers import import_customers, parse_customers
     from intake.db.migrate import upgrade
-    from tests.conftest import FIXED_NOW, make_config, missing_service
-    from tests.servers import AppThread
+    from tests.support.config import FIXED_NOW, make_config, missing_service
+    from tests.support.servers import AppThread
 
     assert isinstance(model, PriorityModel)
     disk = tmp_path / "disk"

@@ -15,9 +15,9 @@ from intake.accept import Acceptor, Arrival
 from intake.config import Config, ImapConfig
 from intake.domain import Channel
 from intake.mail.imap import ImapPoller
-from tests.conftest import Dovecot, count
-from tests.factories import make_mail
-from tests.servers import triage_all
+from tests.support.database import count
+from tests.support.factories import make_mail
+from tests.support.servers import Dovecot, triage_all
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -159,8 +159,8 @@ def test_intake_serve_polls_the_mailbox_and_answers_within_seconds(
 ) -> None:  # type: ignore[no-untyped-def]
     import time
 
-    from tests.conftest import make_config
-    from tests.servers import AppThread, wait_for_files
+    from tests.support.config import make_config
+    from tests.support.servers import AppThread, wait_for_files
 
     cfg = make_config(
         tmp_path,

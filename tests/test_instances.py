@@ -14,11 +14,12 @@ from imap_tools import MailBoxUnencrypted
 from sqlalchemy import text
 
 from intake.db.engine import make_engine, make_sessions
-from tests.conftest import ROOT, Dovecot, free_port
-from tests.factories import make_mail
-from tests.fake_botapi import FakeBotAPI
-from tests.test_cli import INTAKE, environment, intake, wait_for_port
-from tests.test_telegram import SMALL, TOKEN
+from tests.support.command import INTAKE, environment, intake, wait_for_port
+from tests.support.config import ROOT
+from tests.support.factories import SMALL, make_mail
+from tests.support.fake_botapi import TOKEN, FakeBotAPI
+from tests.support.network import free_port
+from tests.support.servers import Dovecot
 
 
 @pytest.mark.slow

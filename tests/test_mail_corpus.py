@@ -19,9 +19,10 @@ from intake.accept import Acceptor
 from intake.config import Config, ImapConfig
 from intake.mail.imap import ImapPoller
 from intake.mail.parse import parse_email
-from tests.conftest import IN_CI, Dovecot, count
-from tests.factories import make_mail
-from tests.servers import AppThread, triage_all, wait_until
+from tests.support.config import IN_CI
+from tests.support.database import count
+from tests.support.factories import make_mail
+from tests.support.servers import AppThread, Dovecot, triage_all, wait_until
 
 OURS = sorted((Path(__file__).parent / "mail").glob("*.eml"))
 STDLIB = sorted(

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from intake.db.engine import make_engine
 from intake.db.migrate import upgrade
-from tests.conftest import create_pg_database, drop_pg_database
+from tests.support.database import create_pg_database, drop_pg_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope
-from aiosmtpd.smtp import Session as SMTPSession
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,37 +17,8 @@ from intake.mail.parse import parse_email
 from intake.outbox import Envelope as OutEnvelope
 from intake.outbox import MaildirRelay, OutboxSender, SmtpRelay
 from intake.service import IntakeService
-from tests.conftest import free_port
-from tests.factories import make_mail
-
-
-class Sink:
-    """A real SMTP server that keeps what it receives, or refuses every recipient."""
-
-    def __init__(self, refuse: bool = False) -> None:
-        self.received: list[tuple[str, list[str], bytes]] = []
-        self.peers: list[object] = []  # the client's address and port, per message
-        self.refuse = refuse
-
-    async def handle_RCPT(
-        self,
-        server: SMTP,
-        session: SMTPSession,
-        envelope: Envelope,
-        address: str,
-        options: list[str],
-    ) -> str:
-        if self.refuse:
-            return "550 5.1.1 mailbox unavailable"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: SMTPSession, envelope: Envelope) -> str:
-        self.received.append(
-            (envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
-        )
-        self.peers.append(session.peer)
-        return "250 OK"
+from tests.support.factories import make_mail
+from tests.support.network import Sink, free_port
 
 
 class Clock:
@@ -158,7 +127,10 @@ def test_a_sender_that_died_mid_delivery_is_retried_after_its_lease_without_a_se
 
 
 def test_a_burst_of_replies_goes_out_over_reused_connections_and_survives_a_relay_restart(
-    cfg: Config, sessions: sessionmaker[Session], model, relay_port: int  # type: ignore[no-untyped-def]
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    model,
+    relay_port: int,  # type: ignore[no-untyped-def]
 ) -> None:
     service = IntakeService(cfg, sessions, model)
     at = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from intake.domain import InboundMessage, usable_address
 from intake.mail.parse import parse_email
-from tests.factories import make_mail
+from tests.support.factories import make_mail
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 

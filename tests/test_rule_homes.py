@@ -10,7 +10,7 @@ from intake.domain import ContractModel, ContractView, Priority
 from intake.replies import ReplyKind, reply_context
 from intake.rules.charges import LedgerKind, charge_for
 from intake.rules.deadline import Deadlines
-from tests.conftest import make_config
+from tests.support.config import make_config
 
 BASIC = ContractView(1, ContractModel.BASIC, date(2026, 1, 1), date(2026, 12, 31), quota=30)
 POINTS = ContractView(2, ContractModel.POINTS, date(2026, 1, 1), None, points=120)

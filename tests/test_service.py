@@ -17,8 +17,8 @@ from intake.db.tables import Contact, Message, OutboxItem, Ticket, TriageRecord
 from intake.domain import Outcome, Priority
 from intake.mail.parse import parse_email
 from intake.service import IntakeService
-from tests.conftest import count
-from tests.factories import make_mail
+from tests.support.database import count
+from tests.support.factories import make_mail
 
 FRIDAY_1600_BERLIN = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
 

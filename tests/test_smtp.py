@@ -23,9 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from classifier.model import PriorityModel
 from intake.commands.tickets import cmd_tickets_list, cmd_tickets_show
 from intake.config import Config
-from tests.conftest import PG_ADMIN, count, make_config
-from tests.factories import make_mail
-from tests.servers import AppThread, wait_for_files, wait_until
+from tests.support.config import make_config
+from tests.support.database import PG_ADMIN, count
+from tests.support.factories import make_mail
+from tests.support.network import send
+from tests.support.servers import AppThread, wait_for_files, wait_until
 
 
 @pytest.fixture
@@ -38,16 +40,6 @@ def server(
 
 def maildir_new(cfg: Config) -> Path:
     return Path(cfg.relay.maildir) / "new"
-
-
-def send(
-    port: int, raw: bytes, sender: str = "it@muster.example", to: str = "support@example.com"
-) -> tuple[int, bytes]:
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-        client.ehlo()
-        client.mail(sender)
-        client.rcpt(to)
-        return client.data(raw)
 
 
 def test_a_customer_mail_gets_250_and_a_confirmation_in_the_maildir_within_two_seconds(

@@ -33,19 +33,13 @@ from intake.db.tables import (
 )
 from intake.delivery import priority_callback
 from intake.domain import Priority
-from tests.conftest import FIXED_NOW, make_config
-from tests.factories import make_mail
-from tests.fake_botapi import FakeBotAPI
-from tests.servers import AppThread, wait_until
+from tests.support.config import FIXED_NOW, make_config
+from tests.support.factories import CRITICAL, SMALL, make_mail
+from tests.support.fake_botapi import TOKEN, FakeBotAPI
+from tests.support.servers import AppThread, wait_until
 
-TOKEN = "123456:TEST-TOKEN"
 STAFF_CHAT = -100500
 CUSTOMER_CHAT = 4711
-CRITICAL = (
-    "Unser Produktivsystem ist komplett ausgefallen. Kein Agent kann sich am OTRS anmelden, "
-    "alle 40 Benutzer sind betroffen und es gibt keinen Workaround."
-)
-SMALL = "Kleine Frage: kann man die Farbe der Ticketübersicht anpassen? Eilt nicht."
 
 
 @pytest.fixture
@@ -531,7 +525,7 @@ def _outbox_status(sessions: sessionmaker[Session]) -> list[str]:
 
 def _import_examples(cfg: Config, sessions: sessionmaker[Session]) -> None:
     from intake.customers import import_customers, parse_customers
-    from tests.conftest import ROOT
+    from tests.support.config import ROOT
 
     with sessions.begin() as session:
         import_customers(

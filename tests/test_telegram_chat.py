@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -13,8 +15,10 @@ from classifier.model import PriorityModel
 from intake.config import Config
 from intake.db.tables import Message, OutboxItem, TelegramChat, TelegramCode, Ticket
 from intake.service import IntakeService
-from intake.telegram.chat import ChatEvent, ChatService
-from tests.conftest import FIXED_NOW, make_config
+from intake.telegram.chat import ChatService
+from intake.telegram.events import ChatEvent
+from tests.support.config import FIXED_NOW, make_config
+from tests.support.web import PASSWORD, csrf_of, login
 
 
 class Clock:
@@ -163,6 +167,42 @@ def test_codes_per_hour_are_limited_per_chat_and_per_address(
         )
 
 
+def test_the_log_keeps_a_typed_address_with_a_quote_and_a_backslash_as_json(
+    chat: ChatService, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The address is whatever the customer typed; it must not break the log line."""
+    address = 'o"brien\\x@muster.example'
+    user = Chat(chat, clock)
+    user.say("/start")
+    with caplog.at_level(logging.INFO, logger="intake.telegram"):
+        for _ in range(4):
+            user.say(address)
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "intake.telegram"]
+    assert lines.count({"event": "telegram-code", "chat": 42, "known": False}) == 3
+    assert lines[-1] == {"event": "telegram-code-limit", "chat": 42, "address": address}
+
+
+def test_a_priority_button_outside_the_staff_chat_is_refused_and_logged_as_json(
+    chat: ChatService, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="intake.telegram"):
+        outcome = chat.handle(
+            ChatEvent(
+                update_id=1,
+                chat_id=43,
+                received_at=clock(),
+                callback_data="prio:2026112810000001:K",
+            )
+        )
+    assert outcome.answer == "Nicht erlaubt."
+    [record] = [r for r in caplog.records if r.name == "intake.telegram"]
+    assert json.loads(record.getMessage()) == {
+        "event": "telegram-staff-refused",
+        "chat": 43,
+        "user": None,
+    }
+
+
 def test_an_address_written_by_a_linked_customer_is_a_request_with_a_priority(
     chat: ChatService, sessions: sessionmaker[Session], clock: Clock
 ) -> None:
@@ -180,9 +220,8 @@ def test_staff_see_a_chat_ticket_and_a_correction_is_told_in_the_chat(
     from fastapi.testclient import TestClient
 
     from intake.db.tables import Staff
+    from intake.passwords import hash_password
     from intake.web.app import create_app
-    from intake.web.auth import hash_password
-    from tests.test_web import PASSWORD, csrf_of, login
 
     user = linked(chat, clock, "it@muster.example")
     user.say("Kleine Frage: wie ändere ich die Farbe der Ticketübersicht?")

@@ -19,8 +19,8 @@ from intake.db.tables import Attachment, InboxItem, Message, Ticket, TriageRecor
 from intake.domain import Channel, InboxState, Outcome, Prediction, TicketStatus
 from intake.service import IntakeService
 from intake.triage import TriageWorker
-from tests.conftest import count
-from tests.factories import make_mail
+from tests.support.database import count
+from tests.support.factories import make_mail
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)  # a Friday morning
 POISON = "GIFTPILLE"
@@ -209,7 +209,7 @@ def test_two_workers_on_postgresql_share_the_inbox_one_ticket_and_one_reply_each
     pg_url: str, tmp_path: Any, model: PriorityModel
 ) -> None:
     from intake.customers import import_customers, parse_customers
-    from tests.conftest import FIXED_NOW, ROOT, make_config
+    from tests.support.config import FIXED_NOW, ROOT, make_config
 
     cfg = make_config(tmp_path, pg_url, INTAKE_TRIAGE__BATCH_SIZE="4")
     cfg = cfg.model_copy(

@@ -13,15 +13,15 @@ from classifier.model import PriorityModel
 from intake.config import Config
 from intake.db.tables import Staff
 from intake.mail.parse import parse_email
+from intake.passwords import hash_password
 from intake.service import IntakeService
 from intake.web.app import create_app
-from intake.web.auth import hash_password
-from tests.conftest import count
-from tests.factories import make_mail
+from tests.support.database import count
+from tests.support.factories import make_mail
+from tests.support.web import PASSWORD, csrf_of, login
 
 RECEIVED = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)  # Wednesday 10:00 Berlin
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
-PASSWORD = "richtig-langes-passwort"
 
 
 @pytest.fixture
@@ -44,21 +44,6 @@ def client(cfg: Config, sessions: sessionmaker[Session], model: PriorityModel) -
     ]:
         service.receive(parse_email(make_mail(sender=sender, subject=subject, body=body), RECEIVED))
     return TestClient(create_app(cfg, sessions, lambda: NOW), follow_redirects=False)
-
-
-def login(client: TestClient, password: str = PASSWORD) -> int:
-    page = client.get("/login")
-    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert token
-    return client.post(
-        "/login", data={"name": "anna", "password": password, "csrf": token.group(1), "next": "/"}
-    ).status_code
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found
-    return found.group(1)
 
 
 @pytest.mark.parametrize("path", ["/", "/tickets/2026112510000001", "/quality"])
@@ -262,7 +247,7 @@ def test_staff_can_train_a_model_with_their_decisions_through_the_gate(
     import shutil
 
     from classifier.corpus import CORPUS_DIR
-    from tests.conftest import ROOT
+    from tests.support.config import ROOT
 
     rows = [
         json.loads(line)

@@ -14,7 +14,7 @@ from intake.db.engine import make_engine, make_sessions
 def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
     from classifier.corpus import Example
     from classifier.train import train_version
-    from intake.staff import training_corrections
+    from intake.corrections import training_corrections
 
     corrections: list[Example] = []
     if args.include_corrections:

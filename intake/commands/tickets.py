@@ -218,7 +218,7 @@ def cmd_staff_add(cfg: Config, args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
     from intake.db.tables import Staff
-    from intake.web.auth import hash_password
+    from intake.passwords import hash_password
 
     if sys.stdin.isatty():
         password = getpass.getpass(f"Passwort für {args.name}: ")

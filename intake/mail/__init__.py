@@ -1,1 +1,1 @@
-"""E-mail adapters: parsing, the SMTP server, composing replies."""
+"""E-mail adapters: parsing, the SMTP server, the IMAP poller."""

@@ -8,20 +8,20 @@ of a batch or a UIDVALIDITY change re-fetches at most, and never doubles a ticke
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from imap_tools import BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted, MailMessageFlags
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.accept import Acceptor, Arrival, store_arrival
 from intake.clock import Clock
 from intake.config import ImapConfig
+from intake.db.leadership import leadership
 from intake.db.tables import ImapUid
 from intake.domain import Channel
 
@@ -153,23 +153,3 @@ class ImapPoller:
                     box.idle.wait(timeout=min(self.cfg.poll_seconds, IDLE_RECHECK_SECONDS))
                 else:
                     stop.wait(self.cfg.poll_seconds)
-
-
-@contextmanager
-def leadership(sessions: sessionmaker[Session], name: str) -> Iterator[bool]:
-    """Whether this process may do `name` now: a PostgreSQL session-level advisory lock, held for
-    as long as the block runs (SQLite serves a single instance: always yes)."""
-    engine = sessions.kw["bind"]
-    if engine.dialect.name != "postgresql":
-        yield True
-        return
-    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-    with engine.connect() as connection:
-        held = bool(connection.execute(select(func.pg_try_advisory_lock(key))).scalar())
-        connection.commit()
-        try:
-            yield held
-        finally:
-            if held:
-                connection.execute(select(func.pg_advisory_unlock(key)))
-                connection.commit()

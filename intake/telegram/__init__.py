@@ -1,1 +1,2 @@
-"""The Telegram channel: chat linking and requests (chat.py, no Bot API) and the bot (bot.py)."""
+"""The Telegram channel: what an update means (chat.py with linking.py and staff_chat.py, no
+Bot API) and the bot (bot.py)."""

@@ -31,11 +31,13 @@ from telegram.ext import (
 
 from intake.clock import Clock
 from intake.config import Config
+from intake.db.leadership import leadership
 from intake.domain import AttachedFile
-from intake.mail.imap import leadership
+from intake.logs import log_event
 from intake.outbox import Envelope, PermanentFailure
 from intake.service import IntakeService
-from intake.telegram.chat import ChatEvent, ChatOutcome, ChatService
+from intake.telegram.chat import ChatService
+from intake.telegram.events import ChatEvent, ChatOutcome
 
 log = logging.getLogger("intake.telegram")
 
@@ -145,9 +147,7 @@ class TelegramChannel:
             except TelegramError as exc:  # posts with the right secret are still taken
                 log.error("telegram: setWebhook failed (%s); set the webhook by hand", exc)
         self._ready.set()
-        log.info(
-            '{"event": "telegram-started", "bot": "%s", "mode": "%s"}', self.bot.username, tg.mode
-        )
+        log_event(log, "telegram-started", bot=self.bot.username, mode=tg.mode)
 
     # ---- polling -----------------------------------------------------------------------
     async def _poll_forever(self) -> None:

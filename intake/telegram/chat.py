@@ -1,22 +1,17 @@
-"""What a Telegram update means, decided and stored in one transaction: linking a chat to a
-contact, a request, the follow-up choice, /status, a staff decision on a priority.
+"""The entry for a Telegram update and the customer's conversation: `ChatService.handle` records
+the update and hands it to linking (`linking.py`), to a staff decision (`staff_chat.py`) or to
+the conversation here: a request, the follow-up choice, /status, /neu.
 
 No Bot API here: everything the bot says is queued in the outbox in the same transaction, so
 an update is either wholly done (and its id recorded) or not at all."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import logging
-import re
-import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import replace
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,58 +23,23 @@ from intake.db.tables import (
     Attachment,
     Message,
     TelegramChat,
-    TelegramCode,
-    TelegramLink,
     TelegramUpdate,
     Ticket,
     TriageRecord,
 )
-from intake.delivery import PRIORITY_CODES, send_chat, send_reply
 from intake.domain import AttachedFile, Channel, InboundMessage, Outcome, Prediction, Priority
-from intake.replies import Reply, ReplyRenderer
-from intake.service import IntakeService, Receipt
-from intake.staff import StaffActionRefused, correct_priority, notify_priority
+from intake.replies import ReplyRenderer
+from intake.service import IntakeService
+from intake.telegram.events import ChatEvent, ChatOutcome, ChatVoice
+from intake.telegram.linking import CODE, EMAIL, ChatLinking
+from intake.telegram.staff_chat import StaffDecisions
 
-log = logging.getLogger("intake.telegram")
-
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-CODE = re.compile(r"\d{6}")
 SUBJECT_CHARS = 80
 
 START = {"start"}
 UNLINK = {"abmelden", "unlink", "stop"}
 STATUS = {"status"}
 NEW = {"neu", "new"}
-
-
-@dataclass(frozen=True)
-class ChatEvent:
-    """One Telegram update as the bot layer hands it over (files already downloaded)."""
-
-    update_id: int
-    chat_id: int
-    received_at: datetime
-    user_id: int | None = None
-    username: str | None = None
-    language_code: str | None = None
-    private: bool = True
-    command: str | None = None  # lower case, without "/" and "@botname"
-    text: str = ""
-    message_id: int | None = None
-    callback_data: str | None = None
-    files: tuple[AttachedFile, ...] = ()
-    too_large: tuple[str, ...] = ()  # names of files over the download limit
-
-    @property
-    def language(self) -> str:
-        return "en" if (self.language_code or "").lower().startswith("en") else "de"
-
-
-@dataclass(frozen=True)
-class ChatOutcome:
-    duplicate: bool = False
-    answer: str | None = None  # a short notice for a pressed button
-    receipt: Receipt | None = None
 
 
 class ChatService:
@@ -98,7 +58,10 @@ class ChatService:
         self.bot_id = bot_id
         self.clock = clock
         self.on_queued = on_queued
-        self.renderer = ReplyRenderer()
+        renderer = ReplyRenderer()
+        self.voice = ChatVoice(renderer, clock)
+        self.linking = ChatLinking(cfg, clock, self.voice)
+        self.staff = StaffDecisions(cfg, clock, renderer)
 
     # ---- entry point -------------------------------------------------------------------
     def handle(self, event: ChatEvent) -> ChatOutcome:
@@ -180,7 +143,7 @@ class ChatService:
     ) -> ChatOutcome:
         if event.callback_data is not None:
             if event.callback_data.startswith("prio:"):
-                return self._staff_decision(session, event)
+                return self.staff.decide(session, event)
             chat = self._chat(session, event)
             return self._follow_up_choice(session, chat, event)
         if not event.private:
@@ -188,24 +151,24 @@ class ChatService:
         chat = self._chat(session, event)
         command = event.command
         if command in START:
-            return self._start(session, chat, event)
+            return self.linking.start(session, chat)
         if command in UNLINK:
-            return self._unlink(session, chat, event)
+            return self.linking.unlink(session, chat)
         if command in STATUS:
             return self._status(session, chat, event)
         if command in NEW:
             chat.new_request = True
-            return self._say(session, chat, "new_request")
+            return self.voice.say(session, chat, "new_request")
         if command is not None:
-            return self._say(session, chat, "help")
+            return self.voice.say(session, chat, "help")
         text = event.text.strip()
         if not event.files and chat.state in ("awaiting_email", "awaiting_code"):
             if EMAIL.fullmatch(text):
-                return self._request_code(session, chat, event, text.lower())
+                return self.linking.request_code(session, chat, text.lower())
             if chat.state == "awaiting_code" and CODE.fullmatch(text):
-                return self._check_code(session, chat, event, text)
+                return self.linking.check_code(session, chat, text)
         if not text and not event.files:
-            return self._say(session, chat, "help")
+            return self.voice.say(session, chat, "help")
         return self._request(session, chat, event, prediction)
 
     # ---- chat state --------------------------------------------------------------------
@@ -221,165 +184,10 @@ class ChatService:
         session.flush()
         return chat
 
-    def _say(
-        self,
-        session: Session,
-        chat: TelegramChat,
-        name: str,
-        buttons: tuple[tuple[tuple[str, str], ...], ...] = (),
-        ticket_id: int | None = None,
-        **values: object,
-    ) -> ChatOutcome:
-        text = self.renderer.text(name, chat.language, **values)
-        send_chat(
-            session, chat.chat_id, text, now=self.clock(), ticket_id=ticket_id, buttons=buttons
-        )
-        return ChatOutcome()
-
-    # ---- linking -----------------------------------------------------------------------
-    def _start(self, session: Session, chat: TelegramChat, event: ChatEvent) -> ChatOutcome:
-        if chat.contact is not None:
-            return self._say(session, chat, "welcome_linked", email=chat.contact.email)
-        chat.state = "awaiting_email"
-        return self._say(session, chat, "welcome")
-
-    def _request_code(
-        self, session: Session, chat: TelegramChat, event: ChatEvent, email: str
-    ) -> ChatOutcome:
-        """Mail a code if the address is a contact's; the chat hears the same either way."""
-        now = self.clock()
-        tg = self.cfg.telegram
-        hour_ago = now - timedelta(hours=1)
-        asked = session.scalar(
-            select(func.count(TelegramCode.id)).where(
-                (TelegramCode.chat_id == chat.chat_id) | (TelegramCode.email == email),
-                TelegramCode.created_at >= hour_ago,
-            )
-        )
-        if (asked or 0) >= tg.codes_per_hour:
-            log.warning(
-                '{"event": "telegram-code-limit", "chat": %d, "address": "%s"}',
-                chat.chat_id,
-                email,
-            )
-            return self._say(session, chat, "code_limit")
-        for old in session.scalars(
-            select(TelegramCode).where(
-                TelegramCode.chat_id == chat.chat_id, TelegramCode.used_at.is_(None)
-            )
-        ):
-            old.used_at = now  # one live code per chat
-        contact = store.find_contact(session, email)
-        code = f"{secrets.randbelow(10**6):06d}"
-        session.add(
-            TelegramCode(
-                chat_id=chat.chat_id,
-                email=email,
-                contact_id=contact.id if contact is not None else None,
-                code_hash=_hash_code(code),
-                attempts=0,
-                expires_at=now + timedelta(minutes=tg.code_minutes),
-                created_at=now,
-            )
-        )
-        chat.state = "awaiting_code"
-        if contact is not None and contact.email:
-            language = contact.language if contact.language in ("de", "en") else chat.language
-            text = self.renderer.text(
-                "code_mail", language, code=code, minutes=tg.code_minutes, username=chat.username
-            )
-            subject = (
-                "Ihr Code für den Telegram-Chat mit dem OTRS-Support"
-                if language == "de"
-                else "Your code for the Telegram chat with OTRS support"
-            )
-            send_reply(
-                session, self.cfg, None, Reply(subject, text + "\n", ""), to=contact.email, now=now
-            )
-        log.info(
-            '{"event": "telegram-code", "chat": %d, "known": %s}',
-            chat.chat_id,
-            "true" if contact is not None else "false",
-        )
-        return self._say(session, chat, "code_sent", email=email, minutes=tg.code_minutes)
-
-    def _check_code(
-        self, session: Session, chat: TelegramChat, event: ChatEvent, code: str
-    ) -> ChatOutcome:
-        now = self.clock()
-        row = session.scalars(
-            select(TelegramCode)
-            .where(TelegramCode.chat_id == chat.chat_id, TelegramCode.used_at.is_(None))
-            .order_by(TelegramCode.id.desc())
-            .limit(1)
-        ).first()
-        limit = self.cfg.telegram.code_attempts
-        if row is None or row.expires_at <= now:
-            if row is not None:
-                row.used_at = now
-            chat.state = "idle"
-            return self._say(session, chat, "code_wrong", left=0)
-        row.attempts += 1
-        if row.contact_id is not None and hmac.compare_digest(
-            _hash_code(code, row.code_hash), row.code_hash
-        ):
-            row.used_at = now
-            self._end_links(session, chat.chat_id, now)
-            session.add(
-                TelegramLink(
-                    chat_id=chat.chat_id,
-                    user_id=chat.user_id,
-                    contact_id=row.contact_id,
-                    linked_at=now,
-                )
-            )
-            chat.contact_id = row.contact_id
-            chat.state = "idle"
-            chat.open_ticket_id = None
-            chat.new_request = False
-            session.flush()
-            session.refresh(chat)
-            contact = chat.contact
-            assert contact is not None
-            log.info(
-                '{"event": "telegram-linked", "chat": %d, "contact": %d}',
-                chat.chat_id,
-                contact.id,
-            )
-            return self._say(
-                session, chat, "linked", email=contact.email, customer=contact.customer.name
-            )
-        left = max(limit - row.attempts, 0)
-        if left == 0:
-            row.used_at = now
-            chat.state = "idle"
-        return self._say(session, chat, "code_wrong", left=left)
-
-    def _unlink(self, session: Session, chat: TelegramChat, event: ChatEvent) -> ChatOutcome:
-        contact = chat.contact
-        if contact is None:
-            chat.state = "idle"
-            return self._say(session, chat, "not_linked")
-        self._end_links(session, chat.chat_id, self.clock())
-        chat.contact_id = None
-        chat.open_ticket_id = None
-        chat.state = "idle"
-        log.info('{"event": "telegram-unlinked", "chat": %d}', chat.chat_id)
-        return self._say(session, chat, "unlinked", email=contact.email)
-
-    @staticmethod
-    def _end_links(session: Session, chat_id: int, now: datetime) -> None:
-        for link in session.scalars(
-            select(TelegramLink).where(
-                TelegramLink.chat_id == chat_id, TelegramLink.unlinked_at.is_(None)
-            )
-        ):
-            link.unlinked_at = now
-
     # ---- requests ----------------------------------------------------------------------
     def _status(self, session: Session, chat: TelegramChat, event: ChatEvent) -> ChatOutcome:
         if chat.contact_id is None:
-            return self._say(session, chat, "not_linked")
+            return self.voice.say(session, chat, "not_linked")
         language = chat.language
         tickets = session.scalars(
             select(Ticket)
@@ -403,7 +211,7 @@ class ChatService:
                     "subject": ticket.subject or "",
                 }
             )
-        return self._say(session, chat, "status", tickets=rows)
+        return self.voice.say(session, chat, "status", tickets=rows)
 
     def _request(
         self,
@@ -436,7 +244,7 @@ class ChatService:
                 if chat.language == "en"
                 else ("Gehört zu", "Neue Anfrage")
             )
-            self._say(
+            self.voice.say(
                 session,
                 chat,
                 "ask_follow_up",
@@ -491,7 +299,7 @@ class ChatService:
         if first == message.id:  # it opened its ticket: already a request of its own
             return ChatOutcome(answer=done)
         if choice == "keep":
-            self._say(session, chat, "added", ticket_id=ticket.id, number=ticket.number)
+            self.voice.say(session, chat, "added", ticket_id=ticket.id, number=ticket.number)
             return ChatOutcome(answer="OK")
         files = tuple(
             AttachedFile(a.filename, a.content_type, a.data or b"")
@@ -536,7 +344,9 @@ class ChatService:
             return
         limit = self.cfg.telegram.max_file_bytes // (1024 * 1024)
         names = ", ".join(event.too_large)
-        self._say(session, chat, "too_large", names=names, count=len(event.too_large), limit=limit)
+        self.voice.say(
+            session, chat, "too_large", names=names, count=len(event.too_large), limit=limit
+        )
 
     def _inbound(self, event: ChatEvent, sender: str, ticket_number: str | None) -> InboundMessage:
         text = event.text.strip()
@@ -556,49 +366,3 @@ class ChatService:
             chat_id=event.chat_id,
             ticket_number=ticket_number,
         )
-
-    # ---- staff -------------------------------------------------------------------------
-    def _staff_decision(self, session: Session, event: ChatEvent) -> ChatOutcome:
-        """A button under a staff alert: confirm or correct the proposed priority."""
-        staff_chat = self.cfg.telegram.staff_chat_id
-        if staff_chat is None or event.chat_id != staff_chat:
-            log.warning(
-                '{"event": "telegram-staff-refused", "chat": %d, "user": %s}',
-                event.chat_id,
-                event.user_id,
-            )
-            return ChatOutcome(answer="Nicht erlaubt.")
-        parts = (event.callback_data or "").split(":")
-        number, code = (parts[1], parts[2]) if len(parts) == 3 else ("", "")
-        priority = PRIORITY_CODES.get(code)
-        if priority is None:
-            return ChatOutcome(answer="Unbekannte Priorität.")
-        staff = f"telegram:@{event.username}" if event.username else f"telegram:{event.user_id}"
-        now = self.clock()
-        try:
-            result = correct_priority(
-                session, self.cfg, number, priority, staff, "Im Telegram-Staff-Chat", now
-            )
-        except StaffActionRefused as exc:
-            return ChatOutcome(answer=str(exc))
-        changed = result.old is not priority
-        if changed:
-            notify_priority(session, self.cfg, number, now)
-        text = self.renderer.text(
-            "staff_done",
-            "de",
-            number=number,
-            priority=priority.value,
-            old=result.old.value if result.old else "–",
-            changed=changed,
-            staff=staff.removeprefix("telegram:"),
-        )
-        send_chat(session, staff_chat, text, now=now)
-        return ChatOutcome(answer=f"{number}: {priority.value}")
-
-
-def _hash_code(code: str, stored: str | None = None) -> str:
-    """'salt$sha256(salt:code)'; with `stored`, hash with that row's salt to compare."""
-    salt = stored.partition("$")[0] if stored else secrets.token_hex(8)
-    digest = hashlib.sha256(f"{salt}:{code}".encode()).hexdigest()
-    return f"{salt}${digest}"

@@ -19,8 +19,10 @@ from starlette.middleware.sessions import SessionMiddleware
 from intake.calendar import format_deadline
 from intake.clock import Clock, utcnow
 from intake.config import Config
+from intake.corrections import training_corrections
 from intake.db import store
 from intake.domain import ContractModel, Priority
+from intake.passwords import check_login
 from intake.replies import TEMPLATES_DIR
 from intake.staff import (
     StaffActionRefused,
@@ -29,10 +31,9 @@ from intake.staff import (
     correct_priority,
     notify_priority,
     reject_held,
-    training_corrections,
 )
 from intake.web import queries
-from intake.web.auth import LoginLimiter, check_login, new_token, same_token
+from intake.web.auth import LoginLimiter, new_token, same_token
 
 log = logging.getLogger("intake.web")
 

@@ -1,10 +1,16 @@
-"""Build realistic test mail."""
+"""Build realistic test mail, and the texts of two typical requests."""
 
 from __future__ import annotations
 
 from email import policy
 from email.message import EmailMessage
 from email.utils import make_msgid
+
+CRITICAL = (
+    "Unser Produktivsystem ist komplett ausgefallen. Kein Agent kann sich am OTRS anmelden, "
+    "alle 40 Benutzer sind betroffen und es gibt keinen Workaround."
+)
+SMALL = "Kleine Frage: kann man die Farbe der Ticketübersicht anpassen? Eilt nicht."
 
 
 def make_mail(

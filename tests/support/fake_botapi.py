@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 JSON = dict[str, Any]
+TOKEN = "123456:TEST-TOKEN"
 
 _JSON_PARAMS = (
     "reply_markup",
@@ -52,7 +53,7 @@ def _truthy(value: Any) -> bool:
 class FakeBotAPI:
     """Fake Bot API on 127.0.0.1 (free port) served from a background thread."""
 
-    def __init__(self, token: str = "123456:TEST-TOKEN") -> None:
+    def __init__(self, token: str = TOKEN) -> None:
         self.token = token
         self.port = 0
         self.bot_user: JSON = {

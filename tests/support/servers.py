@@ -1,4 +1,5 @@
-"""Run the real IntakeApp (SMTP server + outbox sender) on loopback in a background thread."""
+"""Servers on loopback: the real IntakeApp (SMTP server + outbox sender) in a background thread,
+and what the Dovecot fixture hands a test."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +18,14 @@ from intake.clock import utcnow
 from intake.config import Config
 from intake.service import IntakeService
 from intake.triage import TriageWorker
+
+
+@dataclass(frozen=True)
+class Dovecot:
+    port: int
+    user: str
+    password: str
+    workdir: Path
 
 
 class AppThread:
