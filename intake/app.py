@@ -21,6 +21,7 @@ from intake.clock import Clock, utcnow
 from intake.config import Config
 from intake.db.engine import make_engine, make_sessions
 from intake.db.migrate import alembic_config
+from intake.logs import log_event
 from intake.mail.imap import ImapPoller
 from intake.mail.smtp import IntakeHandler, smtp_factory
 from intake.outbox import OutboxSender, make_relay
@@ -163,11 +164,11 @@ class IntakeApp:
             self._web_task = asyncio.create_task(self._web.serve())
             while not self._web.started and not self._web_task.done():
                 await asyncio.sleep(0.02)
-        log.info(
-            '{"event": "started", "smtp": "%s:%s", "model": "%s"}',
-            self.cfg.smtp.host,
-            self.smtp_port,
-            self.model.version,
+        log_event(
+            log,
+            "started",
+            smtp=f"{self.cfg.smtp.host}:{self.smtp_port}",
+            model=self.model.version,
         )
 
     @property
@@ -200,4 +201,4 @@ class IntakeApp:
             self._imap_stop.set()
             await asyncio.to_thread(self._imap_thread.join, 30)
         self.engine.dispose()
-        log.info('{"event": "stopped"}')
+        log_event(log, "stopped")

@@ -10,6 +10,10 @@ from email.utils import format_datetime, formataddr, make_msgid
 from intake.replies import Reply
 
 
+MAX_REFERENCES = 10
+MAX_REFERENCE_CHARS = 250
+
+
 def compose_reply(
     reply: Reply,
     *,
@@ -32,7 +36,9 @@ def compose_reply(
     msg["Message-ID"] = message_id
     if in_reply_to:
         msg["In-Reply-To"] = in_reply_to
-        msg["References"] = " ".join(dict.fromkeys((*references, in_reply_to)))
+        # The sender chose these: only the latest few go back out (RFC 5322 3.6.4 allows it).
+        kept = [r for r in references if len(r) <= MAX_REFERENCE_CHARS][-MAX_REFERENCES:]
+        msg["References"] = " ".join(dict.fromkeys((*kept, in_reply_to)))
     # RFC 3834: mark our replies as automatic so that well-behaved systems never answer them;
     # X-Loop and X-Auto-Response-Suppress stop the rest (Exchange out-of-office replies).
     msg["Auto-Submitted"] = "auto-replied"

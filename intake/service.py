@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from intake.domain import (
     Triage,
 )
 from intake.language import guess_language
+from intake.logs import log_event
 from intake.replies import ReplyKind, ReplyRenderer, reply_context
 from intake.rules.base import RuleContext, select_valid_contract
 from intake.rules.chain import default_chain, run_chain
@@ -193,10 +193,12 @@ class IntakeService:
         alerted = False
         if prediction is not None and prediction.possibly_critical:
             if triage.outcome is Outcome.HELD:
-                log.warning(
-                    '{"event": "critical-request-held", "ticket": "%s", "sender": "%s"}',
-                    ticket.number,
-                    msg.sender,
+                log_event(
+                    log,
+                    "critical-request-held",
+                    level=logging.WARNING,
+                    ticket=ticket.number,
+                    sender=msg.sender,
                 )
             alerted = queue_staff_alert(
                 session,
@@ -262,7 +264,7 @@ class IntakeService:
                 continue
             contact.failing_since = msg.received_at
             contact.failing_reason = f"Unzustellbar: {msg.subject}"[:2000]
-            log.warning('{"event": "address-failing", "address": "%s"}', address)
+            log_event(log, "address-failing", level=logging.WARNING, address=address)
 
     def _may_reply(
         self, session: Session, address: str, contact: Contact | None, now: datetime
@@ -271,7 +273,7 @@ class IntakeService:
         mail = self.cfg.mail
         failing = contact.failing_since if contact is not None else None
         if failing is not None and now - failing < timedelta(days=mail.failing_days):
-            log.info('{"event": "reply-skipped", "address": "%s", "why": "bounced"}', address)
+            log_event(log, "reply-skipped", address=address, why="bounced")
             return False
         if not mail.reply_limits:
             return True
@@ -283,11 +285,13 @@ class IntakeService:
             since = now - timedelta(minutes=minutes)
             sent = sum(1 for t in times if t >= since)
             if sent >= limit:
-                log.warning(
-                    '{"event": "reply-rate-limited", "address": "%s", "replies": %d, "minutes": %d}',
-                    address,
-                    sent,
-                    minutes,
+                log_event(
+                    log,
+                    "reply-rate-limited",
+                    level=logging.WARNING,
+                    address=address,
+                    replies=sent,
+                    minutes=minutes,
                 )
                 return False
         return True
@@ -420,17 +424,17 @@ class IntakeService:
     def log(
         msg: InboundMessage, receipt: Receipt, started: float, queue_id: str | None = None
     ) -> None:
-        record: dict[str, Any] = {
-            "event": "message",
-            "channel": msg.channel.value,
-            "queue": queue_id,
-            "ticket": receipt.ticket_number,
-            "sender": msg.sender,
-            "priority": receipt.priority.value if receipt.priority else None,
-            "outcome": "duplicate" if receipt.duplicate else receipt.outcome.value,
-            "ms": round((time.perf_counter() - started) * 1000, 1),
-        }
-        log.info(json.dumps(record, ensure_ascii=False))
+        log_event(
+            log,
+            "message",
+            channel=msg.channel.value,
+            queue=queue_id,
+            ticket=receipt.ticket_number,
+            sender=msg.sender,
+            priority=receipt.priority.value if receipt.priority else None,
+            outcome="duplicate" if receipt.duplicate else receipt.outcome.value,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
 
 
 def _reply_kind(triage: Triage, contact: Contact | None) -> ReplyKind | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from intake.config import TriageConfig
 from intake.db import store
 from intake.db.tables import InboxItem
 from intake.domain import Channel, InboundMessage, InboxState, Prediction
+from intake.logs import log_event
 from intake.mail.parse import parse_email
 from intake.service import IntakeService, Receipt
 
@@ -194,16 +194,13 @@ class TriageWorker:
         item = session.get_one(InboxItem, w.item_id)
         item.attempts += 1
         item.last_error = error
-        log.warning(
-            json.dumps(
-                {
-                    "event": "triage-failed",
-                    "queue": w.queue_id,
-                    "attempt": item.attempts,
-                    "error": error,
-                },
-                ensure_ascii=False,
-            )
+        log_event(
+            log,
+            "triage-failed",
+            level=logging.WARNING,
+            queue=w.queue_id,
+            attempt=item.attempts,
+            error=error,
         )
         if item.attempts < self.cfg.attempts:
             delay = self.cfg.retry_seconds * 2 ** (item.attempts - 1)

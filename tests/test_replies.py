@@ -111,3 +111,27 @@ def test_every_chat_text_renders_in_both_languages(language: str) -> None:
     kinds = {k.value for k in ReplyKind}
     for name in (n for n in names if n not in kinds):
         assert RENDERER.text(name, language, **values), name
+
+
+def test_a_reply_cites_only_the_latest_few_references_the_sender_chose() -> None:
+    from datetime import UTC, datetime
+    from email import message_from_bytes, policy
+
+    from intake.compose import MAX_REFERENCES, compose_reply
+    from intake.replies import Reply
+
+    references = tuple(f"<ref-{i}@customer.example>" for i in range(500)) + ("<" + "x" * 900 + ">",)
+    _, raw = compose_reply(
+        Reply(subject="[Ticket#1] Re: Frage", text="Danke.", html=""),
+        to="it@muster.example",
+        from_address="support@example.com",
+        from_name="OTRS-Support",
+        domain="example.com",
+        now=datetime(2026, 11, 27, 9, 0, tzinfo=UTC),
+        in_reply_to="<last@customer.example>",
+        references=references,
+    )
+    reply = message_from_bytes(raw, policy=policy.default)
+    cited = str(reply["References"]).split()
+    assert cited[-1] == "<last@customer.example>" and cited[-2] == "<ref-499@customer.example>"
+    assert len(cited) == MAX_REFERENCES + 1 and len(raw) < 4000
