@@ -9,7 +9,6 @@ from email.utils import format_datetime, formataddr, make_msgid
 
 from intake.replies import Reply
 
-
 MAX_REFERENCES = 10
 MAX_REFERENCE_CHARS = 250
 

@@ -23,6 +23,7 @@ from intake.clock import Clock
 from intake.config import OutboxConfig, RelayConfig
 from intake.db import store
 from intake.domain import Channel, OutboxStatus
+from intake.passes import run_passes
 
 log = logging.getLogger("intake.outbox")
 
@@ -235,21 +236,6 @@ class OutboxSender:
         """Send until `stop` is set; `wake` (set by every commit that queued something) cuts the
         wait short."""
         try:
-            while not stop.is_set():
-                wake.clear()  # before the pass: a commit during it means one more pass
-                try:
-                    sent = await asyncio.to_thread(self.run_once)
-                except Exception:  # the database may be away: keep going, the rows are still there
-                    log.exception("outbox pass failed")
-                    sent = 0
-                if sent:
-                    continue  # more may be due
-                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait(
-                        waiters, timeout=self.cfg.poll_seconds, return_when=asyncio.FIRST_COMPLETED
-                    )
-                for waiter in waiters:
-                    waiter.cancel()
+            await run_passes(self.run_once, stop, wake, self.cfg.poll_seconds, log)
         finally:
             await asyncio.to_thread(self.close)

@@ -15,7 +15,6 @@ before the write transaction, which would otherwise hold up the door."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from intake.db.tables import InboxItem
 from intake.domain import Channel, InboundMessage, InboxState, Prediction
 from intake.logs import log_event
 from intake.mail.parse import parse_email
+from intake.passes import run_passes
 from intake.service import IntakeService, Receipt
 
 log = logging.getLogger("intake.triage")
@@ -235,19 +235,4 @@ class TriageWorker:
     # ---- the loop ------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         """Triage until `stop` is set; `wake` (set by each accept) cuts the wait short."""
-        while not stop.is_set():
-            wake.clear()  # before the pass: an accept during it means one more pass
-            try:
-                taken = await asyncio.to_thread(self.run_once)
-            except Exception:  # the database may be away: the messages are still stored
-                log.exception("triage pass failed")
-                taken = 0
-            if taken:
-                continue
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait(
-                    waiters, timeout=self.cfg.poll_seconds, return_when=asyncio.FIRST_COMPLETED
-                )
-            for waiter in waiters:
-                waiter.cancel()
+        await run_passes(self.run_once, stop, wake, self.cfg.poll_seconds, log)
