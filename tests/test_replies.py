@@ -135,3 +135,29 @@ def test_a_reply_cites_only_the_latest_few_references_the_sender_chose() -> None
     cited = str(reply["References"]).split()
     assert cited[-1] == "<last@customer.example>" and cited[-2] == "<ref-499@customer.example>"
     assert len(cited) == MAX_REFERENCES + 1 and len(raw) < 4000
+
+
+def test_a_german_reply_reads_back_exactly_as_written() -> None:
+    from datetime import UTC, datetime
+    from email import message_from_bytes, policy
+
+    from intake.compose import compose_reply
+    from intake.replies import Reply
+
+    subject = "[Ticket#2026112710000001] Re: Störung im Büro – Übersicht lädt nicht " * 2
+    text = "Guten Tag Jörg Müller,\n\nIhre Anfrage ist eingegangen. Grüße\n" + "x" * 200
+    message_id, raw = compose_reply(
+        Reply(subject=subject, text=text, html="<p>Grüße aus Köln</p>"),
+        to="jm@firma.example",
+        from_address="support@example.com",
+        from_name="OTRS-Support Süd",
+        domain="example.com",
+        now=datetime(2026, 11, 27, 9, 0, tzinfo=UTC),
+    )
+    assert raw.isascii() and all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    reply = message_from_bytes(raw, policy=policy.default)
+    assert reply["Subject"] == subject and reply["Message-ID"] == message_id
+    assert reply["From"].addresses[0].display_name == "OTRS-Support Süd"
+    assert reply.get_body(("plain",)).get_content().replace("\r\n", "\n").rstrip("\n") == text
+    assert "Grüße aus Köln" in reply.get_body(("html",)).get_content()
+    assert reply["Auto-Submitted"] == "auto-replied"
