@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,7 @@ from intake.domain import Channel, InboxState
 
 ENVELOPE_CHARS = 1000  # what we keep of a MAIL FROM, RCPT TO or peer (they are the sender's)
 MAX_RECIPIENTS = 100
+DOOR_QUIET = 0.01  # seconds without an arrival before triage takes the database again
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class Acceptor:
         self._writer: threading.Thread | None = None
         self._closed = False
         self._writing = False
+        self._last_arrival = 0.0
 
     def accept(self, arrival: Arrival) -> str:
         """Commit `arrival` or raise (the adapter answers 451 / leaves the mail unflagged)."""
@@ -105,12 +108,15 @@ class Acceptor:
                 self._writer = threading.Thread(target=self._write, name="accept", daemon=True)
                 self._writer.start()
             self._pending.append((arrival, future))
+            self._last_arrival = time.monotonic()
             self._ready.notify()
         return await future
 
     def busy(self) -> bool:
-        """Whether arrivals are waiting for their commit (triage lets them go first)."""
-        return bool(self._pending) or self._writing
+        """Whether arrivals are coming in: waiting for their commit, or one arrived within the
+        last DOOR_QUIET seconds (senders in a burst send the next one right after the 250)."""
+        recent = time.monotonic() - self._last_arrival < DOOR_QUIET
+        return recent or bool(self._pending) or self._writing
 
     def close(self) -> None:
         """Store what was submitted, then stop the writer."""

@@ -294,7 +294,7 @@ class TriageConfig(Section):
 
     batch_size: int = Field(default=32, ge=1, le=1000)  # messages classified in one call
     batch_bytes: int = Field(default=16 * 1024 * 1024, gt=0)  # raw bytes read into one batch
-    write_batch: int = Field(default=4, ge=1, le=1000)  # SQLite: messages per write transaction
+    write_batch: int = Field(default=4, ge=1, le=1000)  # messages per write transaction
     attempts: int = Field(default=3, ge=1)  # then the message is held as "nicht verarbeitbar"
     retry_seconds: float = Field(default=2.0, gt=0)  # first retry after a failure, doubling
     poll_seconds: float = Field(default=1.0, gt=0)  # each accept wakes triage; this is a fallback

@@ -76,30 +76,34 @@ class TriageWorker:
     def run_once(self) -> int:
         """Triage one batch of due messages; return how many were taken (0: nothing due)."""
         now = self.clock()
+        size = self.cfg.write_batch
         if self.lock_rows:
+            # PostgreSQL: a transaction holds its few rows locked (SKIP LOCKED: other workers
+            # take the next ones), so each reply is committed a few messages after its 250.
             with self.sessions.begin() as session:
-                items = self._claim(session, now, lock=True)
+                items = self._claim(session, now, size, lock=True)
                 if not items:
                     return 0
                 work = self._prepare(items)
                 receipts = self._finish_all(session, work, now)
-        else:
-            with self.sessions() as session:
-                work = self._prepare(self._claim(session, now, lock=False))
-            if not work:
-                return 0
-            # SQLite has one writer, which the door shares: short transactions of a few
-            # messages keep each hold of the lock to milliseconds, so the 250s never wait for
-            # a whole batch; arrivals waiting for their commit go first.
-            receipts = []
-            size = self.cfg.write_batch
-            for start in range(0, len(work), size):
-                self._yield_to_door()
-                with self.sessions.begin() as session:
-                    receipts += self._finish_all(session, work[start : start + size], now)
+            self._queued(receipts)
+            return len(work)
+        # SQLite has one writer, which the door shares: the CPU work for a whole batch is done
+        # first, then short transactions of a few messages each, after arrivals waiting for
+        # their commit, so the 250s never wait for a batch.
+        with self.sessions() as session:
+            work = self._prepare(self._claim(session, now, self.cfg.batch_size, lock=False))
+        for start in range(0, len(work), size):
+            self._yield_to_door()
+            with self.sessions.begin() as session:
+                receipts = self._finish_all(session, work[start : start + size], now)
+            self._queued(receipts)
+        return len(work)
+
+    def _queued(self, receipts: list[Receipt]) -> None:
+        """Wake the outbox once replies or alerts are committed."""
         if self.on_queued is not None and any(r.reply_queued or r.alert_queued for r in receipts):
             self.on_queued()
-        return len(work)
 
     def _yield_to_door(self) -> None:
         """Let arrivals waiting for their commit go first (bounded: triage is never starved)."""
@@ -109,8 +113,8 @@ class TriageWorker:
         while self.door_busy() and time.monotonic() < deadline:
             time.sleep(0.001)
 
-    def _claim(self, session: Session, now: datetime, *, lock: bool) -> list[InboxItem]:
-        return store.claim_inbox(session, now, self.cfg.batch_size, self.cfg.batch_bytes, lock=lock)
+    def _claim(self, session: Session, now: datetime, limit: int, *, lock: bool) -> list[InboxItem]:
+        return store.claim_inbox(session, now, limit, self.cfg.batch_bytes, lock=lock)
 
     def _prepare(self, items: list[InboxItem]) -> list[Work]:
         """Parse every message and classify the batch in one call (CPU only, no writes)."""
