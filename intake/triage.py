@@ -78,10 +78,11 @@ class TriageWorker:
         now = self.clock()
         size = self.cfg.write_batch
         if self.lock_rows:
-            # PostgreSQL: a transaction holds its few rows locked (SKIP LOCKED: other workers
-            # take the next ones), so each reply is committed a few messages after its 250.
+            # PostgreSQL: the batch is one transaction with its rows locked (SKIP LOCKED: other
+            # workers take the next ones). It holds what was due: one or two messages when
+            # they trickle in, more (fewer commits) when they pile up.
             with self.sessions.begin() as session:
-                items = self._claim(session, now, size, lock=True)
+                items = self._claim(session, now, self.cfg.batch_size, lock=True)
                 if not items:
                     return 0
                 work = self._prepare(items)

@@ -79,7 +79,6 @@ def drain(worker: TriageWorker) -> int:
 def test_stored_mail_becomes_tickets_with_replies_and_the_batch_is_classified_in_one_call(
     sessions: sessionmaker[Session], worker: TriageWorker, counting: CountingModel
 ) -> None:
-    worker.cfg = worker.cfg.model_copy(update={"write_batch": 8})  # one transaction on PG too
     acceptor = Acceptor(sessions)
     raws = [make_mail(subject=f"Frage {i}", body=f"Wie lege ich Queue {i} an?") for i in range(5)]
     queue_ids = [stored(acceptor, raw) for raw in raws]
@@ -212,7 +211,7 @@ def test_two_workers_on_postgresql_share_the_inbox_one_ticket_and_one_reply_each
     from intake.customers import import_customers, parse_customers
     from tests.support.config import FIXED_NOW, ROOT, make_config
 
-    cfg = make_config(tmp_path, pg_url, INTAKE_TRIAGE__WRITE_BATCH="4")
+    cfg = make_config(tmp_path, pg_url, INTAKE_TRIAGE__BATCH_SIZE="4")
     cfg = cfg.model_copy(
         update={"mail": cfg.mail.model_copy(update={"reply_limits": ((10, 1000),)})}
     )
