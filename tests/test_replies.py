@@ -120,7 +120,7 @@ def test_a_reply_cites_only_the_latest_few_references_the_sender_chose() -> None
     from intake.compose import MAX_REFERENCES, compose_reply
     from intake.replies import Reply
 
-    references = tuple(f"<ref-{i}@customer.example>" for i in range(500)) + ("<" + "x" * 900 + ">",)
+    references = (*(f"<ref-{i}@customer.example>" for i in range(500)), "<" + "x" * 900 + ">")
     _, raw = compose_reply(
         Reply(subject="[Ticket#1] Re: Frage", text="Danke.", html=""),
         to="it@muster.example",
