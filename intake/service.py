@@ -1,4 +1,6 @@
-"""IntakeService.receive(msg): dedupe, classify, run the rules, store, queue the reply; one transaction."""
+"""IntakeService.record: everything decided about one inbound message (dedupe, rules, deadline,
+ticket, ledger, reply), written in the caller's transaction. The triage stage and the Telegram
+chat call it; `receive` classifies and records one message in a transaction of its own."""
 
 from __future__ import annotations
 

@@ -76,7 +76,6 @@ class TriageWorker:
     def run_once(self) -> int:
         """Triage one batch of due messages; return how many were taken (0: nothing due)."""
         now = self.clock()
-        size = self.cfg.write_batch
         if self.lock_rows:
             # PostgreSQL: the batch is one transaction with its rows locked (SKIP LOCKED: other
             # workers take the next ones). It holds what was due: one or two messages when
@@ -94,6 +93,7 @@ class TriageWorker:
         # their commit, so the 250s never wait for a batch.
         with self.sessions() as session:
             work = self._prepare(self._claim(session, now, self.cfg.batch_size, lock=False))
+        size = self.cfg.write_batch
         for start in range(0, len(work), size):
             self._yield_to_door()
             with self.sessions.begin() as session:
