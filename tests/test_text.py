@@ -42,3 +42,13 @@ def test_a_forwarded_message_is_kept_because_it_is_the_problem() -> None:
 
 def test_a_body_that_is_only_a_closing_stays_as_it_is() -> None:
     assert new_words("Gruß") == "Gruß"
+
+
+def test_the_opening_of_a_message_decides_its_language_not_what_follows() -> None:
+    from intake.language import SAMPLE_CHARS, guess_language
+
+    german = "Seit heute früh können wir keine Tickets mehr anlegen, bitte helfen Sie uns. "
+    english = "Since this morning we have no tickets and we are not able to work with the system. "
+    opening = german * (SAMPLE_CHARS // len(german) + 1)
+    assert guess_language(opening + english * 200_000) == "de"  # 17 MB of English after it
+    assert guess_language(german[:40] + english * 3) == "en"  # English within the opening
