@@ -231,7 +231,7 @@ class IntakeService:
             message_id_header=msg.message_id[:MESSAGE_ID_LENGTH] if msg.message_id else None,
             sender=msg.sender[:ADDRESS_LENGTH],
             subject=msg.subject,
-            body_text=msg.body,
+            body_text=_shown(msg.body),
             raw=msg.raw or None,
             automatic_reasons=list(msg.automatic_reasons),
             parse_error=msg.parse_error,
@@ -437,6 +437,16 @@ class IntakeService:
             outcome="duplicate" if receipt.duplicate else receipt.outcome.value,
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
+
+
+BODY_TEXT_CHARS = 1_000_000
+CUT_NOTE = "\n\n[… gekürzt: der vollständige Text steht in der Originalnachricht]"
+
+
+def _shown(body: str) -> str:
+    """The text staff read on the ticket; beyond a million characters (a pasted log) the raw
+    message, which is always kept, has the rest."""
+    return body if len(body) <= BODY_TEXT_CHARS else body[:BODY_TEXT_CHARS] + CUT_NOTE
 
 
 def _reply_kind(triage: Triage, contact: Contact | None) -> ReplyKind | None:

@@ -91,8 +91,9 @@ class TriageWorker:
         # SQLite has one writer, which the door shares: the CPU work for a whole batch is done
         # first, then short transactions of a few messages each, after arrivals waiting for
         # their commit, so the 250s never wait for a batch.
-        with self.sessions() as session:
-            work = self._prepare(self._claim(session, now, self.cfg.batch_size, lock=False))
+        with self.sessions() as session:  # read, and give the one connection back at once
+            items = self._claim(session, now, self.cfg.batch_size, lock=False)
+        work = self._prepare(items)
         size = self.cfg.write_batch
         for start in range(0, len(work), size):
             self._yield_to_door()
