@@ -134,3 +134,16 @@ def test_the_explanation_names_the_offers_criteria_in_hard_cases(
     model: PriorityModel, text: str, criterion: str
 ) -> None:
     assert criterion in model.predict(None, text).explanation.criteria
+
+
+def test_the_classifier_reads_a_bounded_prefix_of_a_huge_request(model: PriorityModel) -> None:
+    question = "Kleine Frage: wie ändere ich die Farbe der Ticketübersicht? Eilt nicht.\n"
+    filler = "Logzeile ohne Belang\n" * 5_000  # 105,000 characters before the alarm
+    alarm = "Produktivsystem komplett ausgefallen, niemand kann arbeiten, kein Workaround.\n" * 50
+    alone = model.predict("Frage", question)
+    huge = model.predict("Frage", question + filler + alarm, max_chars=20_000)
+    assert alone.priority is Priority.NIEDRIG or alone.priority is Priority.MITTEL
+    # The alarm lies beyond what the classifier reads: the proposal is the question's.
+    assert huge.priority is alone.priority
+    # Within the bound the same alarm is read and decides.
+    assert model.predict("Frage", question + alarm).priority is Priority.KRITISCH

@@ -300,3 +300,16 @@ def test_every_reply_window_counts_on_its_own(
         for i, m in enumerate(minutes)
     ]
     assert [r.reply_queued for r in receipts] == [True, False, True, True, False]
+
+
+def test_a_body_of_a_million_and_more_characters_is_cut_for_staff_and_kept_raw(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    raw = make_mail(subject="Log", body="Wie lese ich dieses Log?\n" + "Zeile 42 ok\n" * 100_000)
+    receive(service, raw)
+    with sessions() as session:
+        inbound = session.scalars(select(Message).where(Message.direction == "in")).one()
+        assert len(inbound.body_text) < 1_000_100 and inbound.body_text.endswith(
+            "der vollständige Text steht in der Originalnachricht]"
+        )
+        assert inbound.raw == raw
