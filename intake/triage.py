@@ -34,7 +34,7 @@ from intake.passes import run_passes
 from intake.service import IntakeService, Receipt
 
 log = logging.getLogger("intake.triage")
-DOOR_WAIT_MAX = 0.5  # seconds triage waits for the door at most, per message
+DOOR_WAIT_MAX = 0.2  # seconds triage lets the door go first, at most, per transaction
 
 
 class TriageFailed(Exception):
@@ -191,7 +191,6 @@ class TriageWorker:
         item.processed_at = now
         item.last_error = None
         item.raw = None  # the stored message holds the bytes now (or the original did)
-        session.flush()
 
     def _failed(self, session: Session, w: Work, exc: Exception, now: datetime) -> None:
         """Count the attempt; once they are used up, hold the message for staff as

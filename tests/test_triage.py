@@ -244,3 +244,24 @@ def test_two_workers_on_postgresql_share_the_inbox_one_ticket_and_one_reply_each
     finally:
         for e in engines:
             e.dispose()
+
+
+def test_a_flood_from_one_sender_does_not_keep_a_customer_waiting(
+    sessions: sessionmaker[Session], worker: TriageWorker
+) -> None:
+    acceptor = Acceptor(sessions)
+    for i in range(100):
+        ooo = make_mail(
+            sender="urlaub@storm.example",
+            subject=f"Abwesend {i}",
+            headers={"Auto-Submitted": "auto-replied"},
+        )
+        stored(acceptor, ooo, envelope="urlaub@storm.example")
+    stored(acceptor, make_mail(subject="Dringend", body="Wie exportiere ich Tickets?"))
+    worker.run_once()  # one batch: the customer's turn comes before the flood's second mail
+    with sessions() as session:
+        done = session.scalars(
+            select(Ticket.subject).join(InboxItem, InboxItem.ticket_id == Ticket.id)
+        ).all()
+    assert "Dringend" in done and len(done) == worker.cfg.batch_size
+    assert count(sessions, "outbox") == 1  # the customer is answered, the storm never

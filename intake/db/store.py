@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from intake.db.tables import (
     MESSAGE_ID_LENGTH,
@@ -51,7 +51,7 @@ def find_contact(session: Session, email: str) -> Contact | None:
     return session.scalars(
         select(Contact)
         .where(Contact.email == email.lower())
-        .options(selectinload(Contact.customer))
+        .options(joinedload(Contact.customer))
     ).first()
 
 
@@ -82,8 +82,8 @@ def add_ticket(session: Session, ticket: Ticket, zone: ZoneInfo) -> Ticket:
     """Insert the ticket and give it its number, derived from the never-reused primary key."""
     session.add(ticket)
     session.flush()
+    # Written with the next flush; the number is on the object for everything until then.
     ticket.number = format_ticket_number(ticket.received_at.astimezone(zone).date(), ticket.id)
-    session.flush()
     return ticket
 
 
@@ -105,27 +105,39 @@ def list_tickets(session: Session, limit: int = 50) -> Sequence[Ticket]:
 
 
 def enqueue(session: Session, item: OutboxItem) -> OutboxItem:
-    session.add(item)
-    session.flush()
+    session.add(item)  # flushed with the next query or the commit
     return item
 
 
 def claim_inbox(
     session: Session, now: datetime, limit: int, max_bytes: int, *, lock: bool
 ) -> list[InboxItem]:
-    """The oldest stored messages that are due for triage: at most `limit`, and no more raw
-    bytes than `max_bytes` (but always one, however large), so memory per batch is bounded.
+    """Stored messages that are due for triage: at most `limit`, and no more raw bytes than
+    `max_bytes` (but always one, however large), so memory per batch is bounded.
+
+    Oldest first, but taking turns between senders (the envelope sender's first waiting
+    message, then everyone's second, …), so that a flood from one address, a storm of
+    out-of-office replies, cannot keep a customer waiting behind it.
 
     With `lock` (PostgreSQL) the rows stay locked until the caller's transaction ends and
     other workers skip them (SKIP LOCKED); a worker killed mid-batch releases them at once."""
+    sender = func.coalesce(InboxItem.envelope_from, InboxItem.queue_id)
+    turns = (
+        select(
+            InboxItem.id.label("id"),
+            func.row_number().over(partition_by=sender, order_by=InboxItem.id).label("turn"),
+        )
+        .where(InboxItem.state == InboxState.PENDING, InboxItem.next_attempt_at <= now)
+        .subquery()
+    )
     due = (
         select(InboxItem.id, func.coalesce(func.length(InboxItem.raw), 0))
-        .where(InboxItem.state == InboxState.PENDING, InboxItem.next_attempt_at <= now)
-        .order_by(InboxItem.id)
+        .join(turns, turns.c.id == InboxItem.id)
+        .order_by(turns.c.turn, InboxItem.id)
         .limit(limit)
     )
     if lock:
-        due = due.with_for_update(skip_locked=True)
+        due = due.with_for_update(skip_locked=True, of=InboxItem)
     candidates = session.execute(due).all()
     chosen: list[int] = []
     total = 0
@@ -269,8 +281,7 @@ def entitlement(
 
 
 def add_ledger(session: Session, entry: LedgerEntry) -> LedgerEntry:
-    session.add(entry)
-    session.flush()
+    session.add(entry)  # flushed with the next query or the commit (balances are queries)
     return entry
 
 
