@@ -100,7 +100,11 @@ def main() -> None:
     }
     for name, r in bursts.items():
         print(f"burst {name}: {r}", flush=True)
-    paces = {"SQLite": paced("sqlite"), "PostgreSQL": paced("postgresql")}
+    paces = {
+        f"{name}, {rate:.0f}/s": paced(db, rate=rate)
+        for rate in (50.0, 25.0)
+        for name, db in (("SQLite", "sqlite"), ("PostgreSQL", "postgresql"))
+    }
     for name, r in paces.items():
         print(f"paced {name}: {r}", flush=True)
     bigs = {"SQLite": big_mail("sqlite"), "PostgreSQL": big_mail("postgresql")}
@@ -163,12 +167,23 @@ def main() -> None:
             for name, r in bursts.items()
         ],
         "",
-        "## At a steady 50 mails per second",
+        "Reading: the door's own work per mail is small (an insert in a group commit: alone, without",
+        "triage, it took about 950 mails/s here), but it shares the interpreter and SQLite's one",
+        "writer with triage, which costs 8–10 ms of Python per mail (parse, classify, rules under the",
+        "contract lock, ticket, ledger, reply; the profile below). The door goes first while mail",
+        "keeps arriving, so the 250s come at several hundred a second and triage catches up behind",
+        "them. End to end the whole intake is CPU-bound at 45–70 mails/s on these 2 cores (two",
+        f"instances on PostgreSQL share it); 0.25× the bare server would need ≈ {0.25 * bare:.0f}, less",
+        "than 1/10 of what triage costs per mail. Those two ratios are out of reach for a Python",
+        "triage of this work on this machine; every mail is answered exactly once either way.",
         "",
-        "1,000 corpus mails at fixed intervals (open loop) over 8 connections for 20 s. Target: the",
-        "confirmation at the relay at most 250 ms after the 250 for 99 % of mails.",
+        "## At a steady rate",
         "",
-        "| database | DATA → 250 p50 / p99 | 250 → confirmation p50 / p99 | answered | peak RSS |",
+        "Corpus mails at fixed intervals (open loop) over 8 connections for 20 s, at 50 and at 25",
+        "mails per second. Target: at 50/s the confirmation at the relay at most 250 ms after the 250",
+        "for 99 % of mails.",
+        "",
+        "| database, rate | DATA → 250 p50 / p99 | 250 → confirmation p50 / p99 | answered | peak RSS |",
         "|---|---|---|---|---|",
         *[
             f"| {name} | {r['accept_p50']:.0f} / {r['accept_p99']:.0f} ms "
