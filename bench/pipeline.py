@@ -462,7 +462,7 @@ def profile(n: int = 600) -> list[tuple[str, float]]:
         ("  classify (batches of 32, with explanations)", of("service.py:classify_many")),
         ("  record: ticket, rules, ledger, reply, in all", record),
         ("    rules and deadline", rules),
-        ("    render and compose the reply", compose),
+        ("    the reply: limit check, render, compose, queue", compose),
         ("    the rest of record (queries, inserts, flushes)", record - rules - compose),
         ("  commit", of("session.py:commit")),
         ("outbox: send to a Maildir, in all (wall clock)", outbox_seconds / n * 1000),
