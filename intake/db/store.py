@@ -49,9 +49,7 @@ def find_inbound(session: Session, dedupe_key: str) -> Message | None:
 
 def find_contact(session: Session, email: str) -> Contact | None:
     return session.scalars(
-        select(Contact)
-        .where(Contact.email == email.lower())
-        .options(joinedload(Contact.customer))
+        select(Contact).where(Contact.email == email.lower()).options(joinedload(Contact.customer))
     ).first()
 
 
