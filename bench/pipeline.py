@@ -84,16 +84,7 @@ def load(port: int, messages: list[bytes], clients: int = CLIENTS) -> Sent:
         with smtplib.SMTP("127.0.0.1", port, timeout=120) as conn:
             conn.ehlo()
             for raw in chunk:
-                key = _message_id(raw)
-                conn.mail(SENDER)
-                conn.rcpt("support@example.com")
-                begun = time.perf_counter()
-                code, _ = conn.data(raw)
-                done = time.perf_counter()
-                assert code == 250, code
-                with sent.lock:
-                    sent.started[key] = begun
-                    sent.accepted[key] = done
+                _send_timed(conn, raw, sent)
 
     threads = [threading.Thread(target=client, args=(c,)) for c in chunks]
     for t in threads:
@@ -101,6 +92,19 @@ def load(port: int, messages: list[bytes], clients: int = CLIENTS) -> Sent:
     for t in threads:
         t.join()
     return sent
+
+
+def _send_timed(conn: smtplib.SMTP, raw: bytes, sent: Sent) -> None:
+    """One mail on an open connection; note when DATA went out and when the 250 came."""
+    key = _message_id(raw)
+    conn.mail(SENDER)
+    conn.rcpt("support@example.com")
+    begun = time.perf_counter()
+    code, _ = conn.data(raw)
+    done = time.perf_counter()
+    assert code == 250, code
+    with sent.lock:
+        sent.started[key], sent.accepted[key] = begun, done
 
 
 def _message_id(raw: bytes) -> bytes:
@@ -316,16 +320,7 @@ def _paced_load(port: int, messages: list[bytes], rate: float) -> Sent:
             while not free:
                 slot.wait()
             k = free.pop()
-        client = clients[k]
-        key = _message_id(raw)
-        client.mail(SENDER)
-        client.rcpt("support@example.com")
-        begun = time.perf_counter()
-        code, _ = client.data(raw)
-        done = time.perf_counter()
-        assert code == 250
-        with sent.lock:
-            sent.started[key], sent.accepted[key] = begun, done
+        _send_timed(clients[k], raw, sent)
         with slot:
             free.append(k)
             slot.notify()
