@@ -86,6 +86,14 @@ class TicketStatus(StrEnum):
         return {"open": "offen", "held": "zurückgehalten", "closed": "geschlossen"}[self.value]
 
 
+class ChatState(StrEnum):
+    """Where linking a Telegram chat to a contact stands."""
+
+    IDLE = "idle"
+    AWAITING_EMAIL = "awaiting_email"  # /start was sent: the next text is an address
+    AWAITING_CODE = "awaiting_code"  # a code was mailed: the next six digits are checked
+
+
 class Direction(StrEnum):
     IN = "in"  # from a customer (or a machine) to us
     OUT = "out"  # what we said

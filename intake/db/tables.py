@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from intake.domain import Direction, InboxState, OutboxStatus, TicketStatus
+from intake.domain import ChatState, Direction, InboxState, OutboxStatus, TicketStatus
 
 # Column sizes that values from outside are fitted to (cut, or hashed where they are a key).
 ADDRESS_LENGTH = 320  # RFC 5321: 64 + 1 + 255
@@ -349,9 +349,7 @@ class TelegramChat(Base):
     user_id: Mapped[int | None] = mapped_column(BigInteger)
     username: Mapped[str | None] = mapped_column(String(64))
     language: Mapped[str] = mapped_column(String(8), default="de")
-    state: Mapped[str] = mapped_column(
-        String(16), default="idle"
-    )  # idle|awaiting_email|awaiting_code
+    state: Mapped[ChatState] = mapped_column(state_column(ChatState), default=ChatState.IDLE)
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
     open_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     new_request: Mapped[bool] = mapped_column(default=False)  # /neu: no follow-up question

@@ -27,7 +27,15 @@ from intake.db.tables import (
     Ticket,
     TriageRecord,
 )
-from intake.domain import AttachedFile, Channel, InboundMessage, Outcome, Prediction, Priority
+from intake.domain import (
+    AttachedFile,
+    Channel,
+    ChatState,
+    InboundMessage,
+    Outcome,
+    Prediction,
+    Priority,
+)
 from intake.replies import ReplyRenderer
 from intake.service import IntakeService
 from intake.telegram.events import ChatEvent, ChatOutcome, ChatVoice
@@ -162,10 +170,10 @@ class ChatService:
         if command is not None:
             return self.voice.say(session, chat, "help")
         text = event.text.strip()
-        if not event.files and chat.state in ("awaiting_email", "awaiting_code"):
+        if not event.files and chat.state in (ChatState.AWAITING_EMAIL, ChatState.AWAITING_CODE):
             if EMAIL.fullmatch(text):
                 return self.linking.request_code(session, chat, text.lower())
-            if chat.state == "awaiting_code" and CODE.fullmatch(text):
+            if chat.state is ChatState.AWAITING_CODE and CODE.fullmatch(text):
                 return self.linking.check_code(session, chat, text)
         if not text and not event.files:
             return self.voice.say(session, chat, "help")
@@ -175,7 +183,7 @@ class ChatService:
     def _chat(self, session: Session, event: ChatEvent) -> TelegramChat:
         chat = session.get(TelegramChat, event.chat_id, with_for_update=True)
         if chat is None:
-            chat = TelegramChat(chat_id=event.chat_id, state="idle", new_request=False)
+            chat = TelegramChat(chat_id=event.chat_id, state=ChatState.IDLE, new_request=False)
             session.add(chat)
         chat.user_id = event.user_id or chat.user_id
         chat.username = event.username or chat.username
@@ -224,7 +232,7 @@ class ChatService:
         contact = chat.contact
         if contact is None or not contact.email:
             # Unlinked: stored and held as from an unknown sender; the reply explains linking.
-            chat.state = "idle"
+            chat.state = ChatState.IDLE
             msg = self._inbound(event, f"telegram:{chat.chat_id}", None)
             if prediction is None:
                 prediction = self.service.classify(msg)

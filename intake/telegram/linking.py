@@ -20,6 +20,7 @@ from intake.config import Config
 from intake.db import store
 from intake.db.tables import TelegramChat, TelegramCode, TelegramLink
 from intake.delivery import send_reply
+from intake.domain import ChatState
 from intake.logs import log_event
 from intake.replies import Reply
 from intake.telegram.events import ChatOutcome, ChatVoice
@@ -39,7 +40,7 @@ class ChatLinking:
     def start(self, session: Session, chat: TelegramChat) -> ChatOutcome:
         if chat.contact is not None:
             return self.voice.say(session, chat, "welcome_linked", email=chat.contact.email)
-        chat.state = "awaiting_email"
+        chat.state = ChatState.AWAITING_EMAIL
         return self.voice.say(session, chat, "welcome")
 
     def request_code(self, session: Session, chat: TelegramChat, email: str) -> ChatOutcome:
@@ -77,7 +78,7 @@ class ChatLinking:
                 created_at=now,
             )
         )
-        chat.state = "awaiting_code"
+        chat.state = ChatState.AWAITING_CODE
         if contact is not None and contact.email:
             language = contact.language if contact.language in ("de", "en") else chat.language
             text = self.voice.renderer.text(
@@ -106,7 +107,7 @@ class ChatLinking:
         if row is None or row.expires_at <= now:
             if row is not None:
                 row.used_at = now
-            chat.state = "idle"
+            chat.state = ChatState.IDLE
             return self.voice.say(session, chat, "code_wrong", left=0)
         row.attempts += 1
         if row.contact_id is not None and hmac.compare_digest(
@@ -123,7 +124,7 @@ class ChatLinking:
                 )
             )
             chat.contact_id = row.contact_id
-            chat.state = "idle"
+            chat.state = ChatState.IDLE
             chat.open_ticket_id = None
             chat.new_request = False
             session.flush()
@@ -137,18 +138,18 @@ class ChatLinking:
         left = max(limit - row.attempts, 0)
         if left == 0:
             row.used_at = now
-            chat.state = "idle"
+            chat.state = ChatState.IDLE
         return self.voice.say(session, chat, "code_wrong", left=left)
 
     def unlink(self, session: Session, chat: TelegramChat) -> ChatOutcome:
         contact = chat.contact
         if contact is None:
-            chat.state = "idle"
+            chat.state = ChatState.IDLE
             return self.voice.say(session, chat, "not_linked")
         _end_links(session, chat.chat_id, self.clock())
         chat.contact_id = None
         chat.open_ticket_id = None
-        chat.state = "idle"
+        chat.state = ChatState.IDLE
         log_event(log, "telegram-unlinked", chat=chat.chat_id)
         return self.voice.say(session, chat, "unlinked", email=contact.email)
 
