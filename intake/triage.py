@@ -27,7 +27,7 @@ from intake.clock import Clock
 from intake.config import TriageConfig
 from intake.db import store
 from intake.db.tables import InboxItem
-from intake.domain import Channel, InboundMessage, InboxState, Prediction
+from intake.domain import Channel, InboundMessage, InboxState, Prediction, usable_address
 from intake.logs import log_event
 from intake.mail.parse import parse_email
 from intake.passes import run_passes
@@ -216,7 +216,7 @@ class TriageWorker:
         held = replace(
             w.message,
             # What the sender wrote may be what failed: keep only a plain address.
-            sender=sender if len(sender) <= 254 and sender.isprintable() else "",
+            sender=sender if usable_address(sender) else "",
             subject=w.message.subject[:1000],
             raw=w.raw,
             message_id=None,  # the key is then the hash of the raw bytes

@@ -24,6 +24,7 @@ from intake.db.engine import make_engine, make_sessions
 from intake.db.migrate import upgrade
 from tests.support.command import INTAKE, environment, intake, wait_for_port
 from tests.support.config import ROOT, make_config, missing_service
+from tests.support.database import count
 from tests.support.factories import make_mail
 from tests.support.network import Sink, free_port
 from tests.support.servers import AppThread
@@ -159,11 +160,8 @@ def test_kill_9_right_after_the_last_250_every_stored_mail_gets_one_ticket_and_o
         proc.wait(10)
         assert answers == [250] * len(mails)
         engine = make_engine(db_url)
-        with engine.connect() as connection:
-            stored = connection.execute(text("select count(*) from inbox")).scalar_one()
-            waiting = connection.execute(
-                text("select count(*) from inbox where state = 'pending'")
-            ).scalar_one()
+        stored = count(make_sessions(engine), "inbox")
+        waiting = count(make_sessions(engine), "inbox", "state = 'pending'")
         engine.dispose()
         assert stored == len(mails)
         print(f"{waiting} of {len(mails)} stored mails were waiting for triage at the kill")
@@ -177,11 +175,8 @@ def test_kill_9_right_after_the_last_250_every_stored_mail_gets_one_ticket_and_o
         proc.send_signal(signal.SIGTERM)
         proc.wait(15)
     engine = make_engine(db_url)
-    with engine.connect() as connection:
-        tickets = connection.execute(text("select count(*) from tickets")).scalar_one()
-        done = connection.execute(
-            text("select count(*) from inbox where state = 'done'")
-        ).scalar_one()
+    tickets = count(make_sessions(engine), "tickets")
+    done = count(make_sessions(engine), "inbox", "state = 'done'")
     engine.dispose()
     assert tickets == done == len(mails)
     subjects = [

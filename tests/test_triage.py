@@ -265,3 +265,23 @@ def test_a_flood_from_one_sender_does_not_keep_a_customer_waiting(
         ).all()
     assert "Dringend" in done and len(done) == worker.cfg.batch_size
     assert count(sessions, "outbox") == 1  # the customer is answered, the storm never
+
+
+def test_a_hostile_envelope_is_stored_and_the_mail_triaged(
+    sessions: sessionmaker[Session], worker: TriageWorker
+) -> None:
+    """What the door stores comes from the sender: NUL bytes (PostgreSQL refuses them), lone
+    surrogates, thousands of characters, hundreds of recipients."""
+    envelope = "it\x00\udcff@muster.example" + "x" * 5000
+    recipients = tuple(f"r{i}\x00@example.com" for i in range(500))
+    acceptor = Acceptor(sessions)
+    acceptor.accept(
+        Arrival(Channel.EMAIL, make_mail(), NOW, envelope, recipients, peer="\x00" * 3000)
+    )
+    drain(worker)
+    with sessions() as session:
+        item = session.scalars(select(InboxItem)).one()
+        assert item.state is InboxState.DONE and item.ticket_id is not None
+        assert "\x00" not in (item.envelope_from or "") and len(item.envelope_from or "") <= 1000
+        assert len(item.recipients) == 100 and len(item.peer or "") <= 1000
+    assert count(sessions, "tickets") == 1
