@@ -199,6 +199,7 @@ class IntakeApp:
         await asyncio.to_thread(self.acceptor.close)
         if self._triage_task is not None:
             await self._triage_task
+        self.triage.close()
         if self._outbox_task is not None:
             await self._outbox_task
         if self.telegram is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from intake.domain import ContractModel, Priority
+from intake.domain import AuthMode, ContractModel, Priority
 
 ENV_PREFIX = "INTAKE_"
 GERMAN_STATES: tuple[str, ...] = tuple(holidays.list_supported_countries()["DE"])
@@ -35,6 +36,11 @@ SECRET_KEYS = (
     "telegram.token",
     "telegram.webhook_secret",
 )
+
+
+def off_is_a_word(value: Any) -> Any:
+    """YAML 1.1 reads an unquoted `off` as false: for a mode it is the word "off"."""
+    return "off" if value is False else value
 
 
 class ConfigError(Exception):
@@ -125,6 +131,35 @@ class MailConfig(Section):
         (1440, 40),
     )
     failing_days: int = Field(default=60, ge=0)  # no replies to an address that bounced
+    # Sender authentication: off | report (hold a failed check) | enforce (hold all but pass).
+    sender_auth: AuthMode = AuthMode.REPORT
+    # authserv-ids of the front MTA whose Authentication-Results are trusted (topmost only).
+    trusted_authserv_ids: tuple[str, ...] = ()
+    dns_servers: tuple[str, ...] = ()  # "ip" or "ip:port"; empty: the system's resolver
+    dns_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
+
+    _off = field_validator("sender_auth", mode="before")(off_is_a_word)
+
+    @field_validator("trusted_authserv_ids", "dns_servers", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """From the environment a list may be written "a,b"."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("dns_servers")
+    @classmethod
+    def _server_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for server in value:
+            host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
+            try:
+                ipaddress.ip_address(host or server)
+            except ValueError:
+                raise ValueError(f"{server!r} is not an IP address (with an optional :port)") from None
+            if port and not (port.isdigit() and 0 < int(port) < 65536):
+                raise ValueError(f"{server!r} has no valid port")
+        return value
 
     @property
     def domain(self) -> str:

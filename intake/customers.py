@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from intake.config import GERMAN_STATES, Config
+from intake.config import GERMAN_STATES, Config, off_is_a_word
 from intake.db.tables import Contact, Contract, Customer
-from intake.domain import ContractModel, Language
+from intake.domain import AuthMode, ContractModel, Language
 
 LINE_KEY = "__line__"
 
@@ -70,7 +70,11 @@ class CustomerEntry(_Entry):
     number: str = Field(min_length=1)
     name: str = Field(min_length=1)
     state: str | None = None
+    # Overrides mail.sender_auth (off | report | enforce) for a customer whose mail cannot pass.
+    sender_auth: AuthMode | None = None
     contacts: tuple[ContactEntry, ...] = ()
+
+    _off = field_validator("sender_auth", mode="before")(off_is_a_word)
     contracts: tuple[ContractEntry, ...] = ()
 
     @field_validator("number", mode="before")
@@ -198,6 +202,7 @@ def import_customers(
         else:
             updated += 1
         customer.name, customer.state = entry.name, entry.state
+        customer.sender_auth = entry.sender_auth
         session.flush()
         for c in entry.contacts:
             contacts += _upsert_contact(session, customer, c, now)

@@ -63,6 +63,7 @@ class Outcome(StrEnum):
     IGNORED = "ignored"  # automatic mail: stored, never answered, never counted
     UNREADABLE = "unreadable"  # could not be parsed: kept raw for staff, never answered
     FOLLOW_UP = "follow-up"  # added to an open ticket
+    UNVERIFIED = "unverified"  # sender not confirmed: held for staff, never answered or counted
 
 
 class Action(StrEnum):
@@ -72,6 +73,7 @@ class Action(StrEnum):
     HOLD = "hold"  # hold for staff and tell the sender why
     HOLD_SILENTLY = "hold-silently"  # hold for staff, answer nothing (unreadable mail)
     FOLLOW_UP = "follow-up"  # add to the open ticket: no new ticket, no quota, no reply
+    HOLD_UNVERIFIED = "hold-unverified"  # sender not confirmed: hold, answer nobody, count nothing
     NOTE = "note"  # worth saying (e.g. few requests left) but decides nothing
 
 
@@ -111,6 +113,46 @@ class InboxState(StrEnum):
     PENDING = "pending"  # accepted and stored; triage has not finished it
     DONE = "done"  # triaged: it has its ticket (or was a duplicate of one)
     FAILED = "failed"  # triage and even holding it for staff failed; raw bytes kept here
+
+
+class AuthMode(StrEnum):
+    """What unauthenticated mail may do (`mail.sender_auth`, per customer `sender_auth`)."""
+
+    OFF = "off"  # nothing is checked
+    REPORT = "report"  # a failed check holds the mail; an unconfirmed sender is only marked
+    ENFORCE = "enforce"  # only a confirmed sender opens a ticket on a contract
+
+
+class AuthResult(StrEnum):
+    """Whether the `From:` of a mail is confirmed (DMARC-aligned DKIM or SPF)."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    NONE = "none"  # nothing to check, or the check could not be done (temperror)
+
+    @property
+    def label(self) -> str:
+        """German, for staff pages."""
+        return {
+            "pass": "Absender bestätigt",
+            "fail": "Absender nicht bestätigt: Prüfung fehlgeschlagen",
+            "none": "Absender nicht bestätigt",
+        }[self.value]
+
+
+@dataclass(frozen=True)
+class SenderAuth:
+    """The authentication of a mail's `From:` and the reasons (each method's result)."""
+
+    result: AuthResult
+    reasons: tuple[str, ...] = ()
+    domain: str = ""  # the From domain it speaks for
+
+    def holds(self, mode: AuthMode) -> bool:
+        """Whether the mail is held as "Absender nicht bestätigt" under `mode`."""
+        if mode is AuthMode.ENFORCE:
+            return self.result is not AuthResult.PASS
+        return mode is AuthMode.REPORT and self.result is AuthResult.FAIL
 
 
 class Language(StrEnum):
@@ -164,6 +206,7 @@ class InboundMessage:
     bounced_recipients: tuple[str, ...] = ()  # permanent failures named in a delivery report
     chat_id: int | None = None  # Telegram: the chat the answer goes to
     ticket_number: str | None = None  # the open ticket the sender said this belongs to
+    sender_auth: SenderAuth | None = None  # mail: whether `sender` is confirmed (None: not checked)
 
     @property
     def dedupe_key(self) -> str:
@@ -268,6 +311,8 @@ class TicketRef:
     id: int
     number: str
     status: str
+    customer_id: int | None = None
+    sender: str = ""  # the address (or chat) that opened it
 
 
 @dataclass(frozen=True)
@@ -276,6 +321,7 @@ class CustomerView:
     number: str
     name: str
     state: str | None
+    sender_auth: AuthMode | None = None  # overrides `mail.sender_auth` for this customer
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from intake.db.tables import (
 from intake.delivery import answer_ticket, queue_staff_alert
 from intake.domain import (
     Action,
+    AuthResult,
     Channel,
     ContractModel,
     ContractView,
@@ -58,6 +59,7 @@ OUTCOME_OF_ACTION = {
     Action.HOLD: Outcome.HELD,
     Action.HOLD_SILENTLY: Outcome.UNREADABLE,
     Action.FOLLOW_UP: Outcome.FOLLOW_UP,
+    Action.HOLD_UNVERIFIED: Outcome.UNVERIFIED,
 }
 STATUS_OF_OUTCOME = {
     Outcome.ACCEPTED: TicketStatus.OPEN,
@@ -65,6 +67,7 @@ STATUS_OF_OUTCOME = {
     Outcome.UNREADABLE: TicketStatus.HELD,
     Outcome.IGNORED: TicketStatus.CLOSED,
     Outcome.FOLLOW_UP: TicketStatus.OPEN,
+    Outcome.UNVERIFIED: TicketStatus.HELD,
 }
 
 
@@ -151,9 +154,14 @@ class IntakeService:
         today = msg.received_at.astimezone(self.cfg.zone).date()
         cited = [*msg.references, *([msg.in_reply_to] if msg.in_reply_to else [])]
         follow_up = store.find_follow_up(session, msg.subject, cited, msg.ticket_number)
+        foreign = None
+        if follow_up is not None and not self._owns(session, follow_up, msg, customer):
+            foreign, follow_up = follow_up, None  # somebody else's ticket: a request of its own
         valid = select_valid_contract(contracts, today)
         entitlement = store.entitlement(session, valid, today) if valid else None
-        triage = self.triage(msg, prediction, customer, contracts, entitlement, follow_up)
+        triage = self.triage(
+            msg, prediction, customer, contracts, entitlement, follow_up, foreign=foreign
+        )
         if triage.outcome is Outcome.FOLLOW_UP and follow_up is not None:
             inbound = self._store_inbound(session, msg, follow_up.id)
             session.add(_triage_record(follow_up.id, inbound, triage))
@@ -181,6 +189,7 @@ class IntakeService:
                 or triage.outcome is not Outcome.ACCEPTED,
                 language=language,
                 chat_id=msg.chat_id,
+                sender_auth=msg.sender_auth.result if msg.sender_auth else None,
                 received_at=msg.received_at,
                 deadline=triage.deadline,
                 created_at=msg.received_at,
@@ -235,6 +244,8 @@ class IntakeService:
             raw=msg.raw or None,
             automatic_reasons=list(msg.automatic_reasons),
             parse_error=msg.parse_error,
+            sender_auth=msg.sender_auth.result if msg.sender_auth else None,
+            sender_auth_reasons=list(msg.sender_auth.reasons) if msg.sender_auth else [],
             created_at=msg.received_at,
         )
         session.add(inbound)
@@ -257,6 +268,27 @@ class IntakeService:
                 )
             )
         return inbound
+
+    def _owns(
+        self,
+        session: Session,
+        ticket: TicketRef,
+        msg: InboundMessage,
+        customer: CustomerView | None,
+    ) -> bool:
+        """Whether the sender may add to `ticket`: a contact of its customer, or a sender
+        confirmed for one of that customer's mail domains; a ticket without a customer only
+        its own sender. A ticket number or a cited Message-ID alone proves nothing."""
+        if ticket.customer_id is None:
+            return bool(msg.sender) and msg.sender == ticket.sender
+        if customer is not None and customer.id == ticket.customer_id:
+            return True
+        auth = msg.sender_auth
+        return (
+            auth is not None
+            and auth.result is AuthResult.PASS
+            and auth.domain in store.customer_domains(session, ticket.customer_id)
+        )
 
     def _mark_failing(self, session: Session, msg: InboundMessage) -> None:
         """A permanent bounce of one of our replies: stop mailing that contact for a while."""
@@ -323,6 +355,8 @@ class IntakeService:
         contracts: tuple[ContractView, ...],
         entitlement: Entitlement | None = None,
         follow_up: TicketRef | None = None,
+        *,
+        foreign: TicketRef | None = None,
     ) -> Triage:
         """Run the rules and compute the deadline; pure apart from the calendar cache."""
         today = msg.received_at.astimezone(self.cfg.zone).date()
@@ -339,6 +373,8 @@ class IntakeService:
             follow_up=follow_up,
             points_price=price,
             quota_warning_at=self.cfg.quota_warning_at,
+            auth_mode=(customer.sender_auth if customer else None) or self.cfg.mail.sender_auth,
+            foreign_ticket=foreign,
         )
         result = run_chain(default_chain(), ctx)
         outcome = OUTCOME_OF_ACTION[result.action]

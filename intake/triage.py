@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -30,11 +31,13 @@ from intake.db.tables import InboxItem
 from intake.domain import Channel, InboundMessage, InboxState, Prediction, usable_address
 from intake.logs import log_event
 from intake.mail.parse import parse_email
+from intake.mail.senderauth import SenderVerifier
 from intake.passes import run_passes
 from intake.service import IntakeService, Receipt
 
 log = logging.getLogger("intake.triage")
 DOOR_WAIT_MAX = 0.2  # seconds triage lets the door go first, at most, per transaction
+AUTH_THREADS = 8  # senders checked at once (each waits on DNS, not on the CPU)
 
 
 class TriageFailed(Exception):
@@ -71,6 +74,8 @@ class TriageWorker:
         self.door_busy = door_busy  # arrivals wait for their commit: they go first
         engine = sessions.kw["bind"]
         self.lock_rows = engine.dialect.name != "sqlite"
+        self.verifier = SenderVerifier(service.cfg.mail)
+        self._checks = ThreadPoolExecutor(AUTH_THREADS, thread_name_prefix="senderauth")
 
     # ---- one pass ------------------------------------------------------------------------
     def run_once(self) -> int:
@@ -119,8 +124,14 @@ class TriageWorker:
         return store.claim_inbox(session, now, limit, self.cfg.batch_bytes, lock=lock)
 
     def _prepare(self, items: list[InboxItem]) -> list[Work]:
-        """Parse every message and classify the batch in one call (CPU only, no writes)."""
-        work = [Work(item.id, item.queue_id, item.raw or b"", self._parse(item)) for item in items]
+        """Parse every message, check its sender (DNS lookups, several at once) and classify
+        the batch in one call (no writes)."""
+        parsed = [self._parse(item) for item in items]
+        checked = list(self._checks.map(self._authenticate, items, parsed))
+        work = [
+            Work(item.id, item.queue_id, item.raw or b"", message)
+            for item, message in zip(items, checked, strict=True)
+        ]
         try:
             predictions = self.service.classify_many([w.message for w in work])
         except Exception:
@@ -135,6 +146,15 @@ class TriageWorker:
         for w, prediction in zip(work, predictions, strict=True):
             w.prediction = prediction
         return work
+
+    def _authenticate(self, item: InboxItem, msg: InboundMessage) -> InboundMessage:
+        if msg.channel is not Channel.EMAIL or msg.parse_error:
+            return msg
+        auth = self.verifier.check(item.raw or b"", msg.sender, item.envelope_from, item.peer)
+        return replace(msg, sender_auth=auth) if auth is not None else msg
+
+    def close(self) -> None:
+        self._checks.shutdown(wait=False, cancel_futures=True)
 
     @staticmethod
     def _parse(item: InboxItem) -> InboundMessage:

@@ -12,7 +12,7 @@ from intake.config import Config
 from intake.db import store
 from intake.db.engine import make_engine, make_sessions
 from intake.db.tables import Ticket
-from intake.domain import Priority
+from intake.domain import AuthResult, Priority
 
 
 def _ticket_summary(ticket: Ticket) -> dict[str, Any]:
@@ -30,6 +30,7 @@ def _ticket_summary(ticket: Ticket) -> dict[str, Any]:
         "deadline": ticket.deadline.isoformat() if ticket.deadline else None,
         "status": ticket.status,
         "outcome": ticket.outcome,
+        "sender_auth": ticket.sender_auth,
         "reasons": reasons,
         "received_at": ticket.received_at.isoformat(),
     }
@@ -80,6 +81,8 @@ def cmd_tickets_show(cfg: Config, args: argparse.Namespace) -> int:
                 "body": m.body_text,
                 "parse_error": m.parse_error,
                 "automatic": m.automatic_reasons,
+                "sender_auth": m.sender_auth,
+                "sender_auth_reasons": m.sender_auth_reasons,
                 "raw_bytes": len(m.raw or b""),
             }
             for m in ticket.messages
@@ -98,6 +101,8 @@ def cmd_tickets_show(cfg: Config, args: argparse.Namespace) -> int:
         return 0
     print(f"Ticket {data['number']}  ({data['channel']}, {data['status']}, {data['outcome']})")
     print(f"Absender:   {data['sender']}   Kunde: {data['customer'] or '-'}")
+    if ticket_auth := data["sender_auth"]:
+        print(f"Prüfung:    {AuthResult(ticket_auth).label}")
     print(f"Betreff:    {data['subject']}")
     print(
         f"Priorität:  {data['final_priority'] or data['proposed_priority'] or '-'}"

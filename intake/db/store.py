@@ -54,7 +54,9 @@ def find_contact(session: Session, email: str) -> Contact | None:
 
 
 def customer_view(customer: Customer) -> CustomerView:
-    return CustomerView(customer.id, customer.number, customer.name, customer.state)
+    return CustomerView(
+        customer.id, customer.number, customer.name, customer.state, customer.sender_auth
+    )
 
 
 def contract_view(c: Contract) -> ContractView:
@@ -244,7 +246,13 @@ def find_follow_up(
         ).first()
     if ticket is None or ticket.number is None:
         return None
-    return TicketRef(ticket.id, ticket.number, ticket.status)
+    return TicketRef(ticket.id, ticket.number, ticket.status, ticket.customer_id, ticket.sender)
+
+
+def customer_domains(session: Session, customer_id: int) -> set[str]:
+    """The mail domains of a customer's contacts."""
+    emails = session.scalars(select(Contact.email).where(Contact.customer_id == customer_id))
+    return {email.rpartition("@")[2].lower() for email in emails if email}
 
 
 def entitlement(

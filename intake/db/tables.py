@@ -25,7 +25,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from intake.domain import ChatState, Direction, InboxState, OutboxStatus, TicketStatus
+from intake.domain import (
+    AuthMode,
+    AuthResult,
+    ChatState,
+    Direction,
+    InboxState,
+    OutboxStatus,
+    TicketStatus,
+)
 
 # Column sizes that values from outside are fitted to (cut, or hashed where they are a key).
 ADDRESS_LENGTH = 320  # RFC 5321: 64 + 1 + 255
@@ -79,6 +87,8 @@ class Customer(Base):
     number: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(255))
     state: Mapped[str | None] = mapped_column(String(16))
+    # Overrides mail.sender_auth for customers whose mail cannot pass (None: the global mode).
+    sender_auth: Mapped[AuthMode | None] = mapped_column(state_column(AuthMode))
     created_at: Mapped[datetime]
 
     contacts: Mapped[list[Contact]] = relationship(back_populates="customer")
@@ -144,6 +154,8 @@ class Ticket(Base):
     needs_review: Mapped[bool] = mapped_column(default=False)
     language: Mapped[str] = mapped_column(String(8), default="de")
     chat_id: Mapped[int | None] = mapped_column(BigInteger)  # Telegram: answers go to this chat
+    # Whether the sender of the opening mail was confirmed (None: not checked, e.g. a chat).
+    sender_auth: Mapped[AuthResult | None] = mapped_column(state_column(AuthResult))
     received_at: Mapped[datetime]
     deadline: Mapped[datetime | None]
     created_at: Mapped[datetime]
@@ -178,6 +190,8 @@ class Message(Base):
     raw: Mapped[bytes | None] = mapped_column(LargeBinary)
     automatic_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
     parse_error: Mapped[str | None] = mapped_column(Text)
+    sender_auth: Mapped[AuthResult | None] = mapped_column(state_column(AuthResult))
+    sender_auth_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime]
 
     ticket: Mapped[Ticket | None] = relationship(

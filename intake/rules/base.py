@@ -8,6 +8,7 @@ from typing import ClassVar, Protocol
 
 from intake.domain import (
     Action,
+    AuthMode,
     ContractModel,
     ContractView,
     CustomerView,
@@ -39,6 +40,8 @@ class RuleContext:
     follow_up: TicketRef | None = None  # the ticket this message answers, if any
     points_price: int | None = None  # catalogue price of `priority` for points accounts
     quota_warning_at: int = 5
+    auth_mode: AuthMode = AuthMode.OFF  # mail.sender_auth, or the customer's own mode
+    foreign_ticket: TicketRef | None = None  # a ticket cited that is not the sender's
 
     @property
     def valid_contract(self) -> ContractView | None:

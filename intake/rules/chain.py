@@ -10,18 +10,26 @@ from intake.rules.contract import ContractExpired, ContractNotStarted, NoContrac
 from intake.rules.entitlement import (
     ContingentExhausted,
     FollowUp,
+    ForeignTicket,
     InsufficientPoints,
     QuotaExhausted,
     QuotaLow,
 )
-from intake.rules.sender import AutomaticMessage, UnknownSender, UnreadableMessage
+from intake.rules.sender import (
+    AutomaticMessage,
+    UnknownSender,
+    UnreadableMessage,
+    UnverifiedSender,
+)
 
 
 def default_chain() -> tuple[Rule, ...]:
     return (
         UnreadableMessage(),
         AutomaticMessage(),
+        UnverifiedSender(),
         FollowUp(),
+        ForeignTicket(),
         UnknownSender(),
         NoContract(),
         ContractNotStarted(),

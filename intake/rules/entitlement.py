@@ -26,6 +26,24 @@ class FollowUp:
         return miss(self, "Kein Bezug zu einem bestehenden Ticket")
 
 
+class ForeignTicket:
+    """A ticket number or Message-ID of somebody else's ticket: the mail is not attached to it
+    (anyone can write "[Ticket#…]"), it becomes a request of its own sender; staff see why."""
+
+    name: ClassVar[str] = "foreign-ticket"
+    action: ClassVar[Action] = Action.NOTE
+
+    def check(self, ctx: RuleContext) -> Verdict:
+        ref = ctx.foreign_ticket
+        if ref is not None:
+            return hit(
+                self,
+                f"Verweist auf fremdes Ticket {ref.number}: nicht angehängt, "
+                "neue Anfrage des Absenders",
+            )
+        return miss(self, "Kein Verweis auf ein fremdes Ticket")
+
+
 class QuotaExhausted:
     """Basic 30 / Professional 60 new requests per contract year (the offer)."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from intake.domain import Action, Verdict
+from intake.domain import Action, AuthMode, Verdict
 from intake.rules.base import RuleContext, hit, miss
 
 
@@ -31,6 +31,24 @@ class AutomaticMessage:
         if reasons:
             return hit(self, "Automatisch erzeugte Nachricht (" + "; ".join(reasons) + ")")
         return miss(self, "Keine Merkmale einer automatischen Nachricht")
+
+
+class UnverifiedSender:
+    """A `From:` is a claim: mail whose sender is not confirmed (`mail.sender_auth`: report holds
+    a failed check, enforce everything but a pass) opens nothing on a contract, uses up nothing
+    and is answered to nobody (the address may be forged); staff decide."""
+
+    name: ClassVar[str] = "sender-not-verified"
+    action: ClassVar[Action] = Action.HOLD_UNVERIFIED
+
+    def check(self, ctx: RuleContext) -> Verdict:
+        auth = ctx.message.sender_auth
+        if auth is None or ctx.auth_mode is AuthMode.OFF:
+            return miss(self, "Absender nicht geprüft (sender_auth off)")
+        details = "; ".join(auth.reasons)
+        if auth.holds(ctx.auth_mode):
+            return hit(self, f"{auth.result.label} ({ctx.auth_mode.value}): {details}")
+        return miss(self, f"{auth.result.label}: {details}")
 
 
 class UnknownSender:

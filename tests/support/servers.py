@@ -80,6 +80,9 @@ def triage_all(cfg: Config, sessions: sessionmaker[Session], model: PriorityMode
     door); return how many messages it took."""
     worker = TriageWorker(cfg.triage, sessions, IntakeService(cfg, sessions, model), utcnow)
     total = 0
-    while taken := worker.run_once():
-        total += taken
+    try:
+        while taken := worker.run_once():
+            total += taken
+    finally:
+        worker.close()
     return total
