@@ -162,6 +162,8 @@ class InboundMessage:
     parse_error: str | None = None  # set when the bytes could not be parsed
     attachments: tuple[AttachedFile, ...] = ()
     bounced_recipients: tuple[str, ...] = ()  # permanent failures named in a delivery report
+    # A delivery report's word for which message it is about (parse.report_message_ids).
+    report_message_ids: tuple[str, ...] = ()
     chat_id: int | None = None  # Telegram: the chat the answer goes to
     ticket_number: str | None = None  # the open ticket the sender said this belongs to
 

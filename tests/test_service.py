@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -18,7 +17,7 @@ from intake.domain import Outcome, Priority
 from intake.mail.parse import parse_email
 from intake.service import IntakeService
 from tests.support.database import count
-from tests.support.factories import make_mail
+from tests.support.factories import make_dsn, make_mail
 
 FRIDAY_1600_BERLIN = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
 
@@ -235,15 +234,38 @@ def test_attachments_are_stored_with_name_and_type(
     ]
 
 
+def contact_failing(sessions: sessionmaker[Session], address: str) -> bool:
+    with sessions() as session:
+        contact = session.scalars(select(Contact).where(Contact.email == address)).one()
+        return contact.failing_since is not None
+
+
+RETURNED = "From: OTRS-Support <support@example.com>\nTo: {to}\nMessage-ID: {id}\n"
+
+
+@pytest.mark.parametrize(
+    "cites",
+    ["returned headers", "returned message", "Original-Message-ID", "References"],
+)
 def test_a_bounce_of_our_reply_marks_the_address_failing_and_stops_replies(
-    service: IntakeService, sessions: sessionmaker[Session]
+    cites: str, service: IntakeService, sessions: sessionmaker[Session]
 ) -> None:
     receive(service, make_mail())  # we answer it@muster.example
-    dsn = (
-        (Path(__file__).parent / "mail" / "bounce-dsn.eml")
-        .read_bytes()
-        .replace(b"gone@muster.example", b"it@muster.example")
-    )
+    (ours,) = outbox_mail(sessions)
+    returned = RETURNED.format(to="it@muster.example", id=ours["Message-ID"])
+    dsn = {
+        "returned headers": make_dsn("it@muster.example", returned=returned),
+        "returned message": make_dsn(
+            "it@muster.example", returned=returned, returned_as="message/rfc822"
+        ),
+        "Original-Message-ID": make_dsn(
+            "it@muster.example", original_message_id=ours["Message-ID"]
+        ),
+        "References": make_dsn(
+            "it@muster.example",
+            headers={"In-Reply-To": ours["Message-ID"], "References": ours["Message-ID"]},
+        ),
+    }[cites]
     bounce = receive(service, dsn, envelope="")
     assert bounce.outcome is Outcome.IGNORED
     with sessions() as session:
@@ -252,6 +274,46 @@ def test_a_bounce_of_our_reply_marks_the_address_failing_and_stops_replies(
     later = receive(service, make_mail(subject="Noch etwas", body="Wie exportiere ich Tickets?"))
     assert later.outcome is Outcome.ACCEPTED and not later.reply_queued
     assert count(sessions, "outbox") == 1
+
+
+def test_a_forged_bounce_without_our_message_id_leaves_the_customer_answered(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    """Anyone can write a delivery report naming a customer; it must not silence them."""
+    receive(service, make_mail())  # we did write to it@muster.example
+    forged = [
+        make_dsn("it@muster.example"),
+        make_dsn("it@muster.example", original_message_id="<made-up@example.com>"),
+        # The returned message's own threading headers are the sender's, not ours to trust.
+        make_dsn(
+            "it@muster.example",
+            returned="From: it@muster.example\nMessage-ID: <x@evil.example>\n"
+            f"In-Reply-To: {outbox_mail(sessions)[0]['Message-ID']}\n",
+        ),
+    ]
+    for dsn in forged:
+        assert receive(service, dsn, envelope="").outcome is Outcome.IGNORED
+    assert not contact_failing(sessions, "it@muster.example")
+    later = receive(service, make_mail(subject="Noch etwas", body="Wie exportiere ich Tickets?"))
+    assert later.outcome is Outcome.ACCEPTED and later.reply_queued
+    assert count(sessions, "outbox") == 2
+    assert count(sessions, "tickets") == 5  # the reports are stored as ignored tickets
+
+
+def test_a_bounce_citing_our_reply_to_someone_else_marks_nobody_failing(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    receive(service, make_mail())  # to it@muster.example
+    receive(service, make_mail(sender="helpdesk@beispiel.example", subject="Frage"))
+    to_erika = outbox_mail(sessions)[0]["Message-ID"]
+    returned = RETURNED.format(to="helpdesk@beispiel.example", id=to_erika)
+    for dsn in (
+        make_dsn("helpdesk@beispiel.example", returned=returned),
+        make_dsn("helpdesk@beispiel.example", original_message_id=to_erika),
+    ):
+        receive(service, dsn, envelope="")
+    assert not contact_failing(sessions, "helpdesk@beispiel.example")
+    assert not contact_failing(sessions, "it@muster.example")
 
 
 def test_replies_to_one_address_are_rate_limited_with_an_alert(
