@@ -316,6 +316,21 @@ def test_a_bounce_citing_our_reply_to_someone_else_marks_nobody_failing(
     assert not contact_failing(sessions, "it@muster.example")
 
 
+def test_a_hostile_subject_is_quoted_clean_cut_and_without_the_senders_ticket_tag(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    subject = "\u202eDrucker\u202c \x1b[2J[Ticket#2026010110000001] " + "kaputt " * 90
+    receipt = receive(service, make_mail(subject=subject))
+    (reply,) = outbox_mail(sessions)
+    tag = f"[Ticket#{receipt.ticket_number}] Re: "
+    assert reply["Subject"].startswith(tag + "Drucker [2J kaputt kaputt")
+    quoted = reply["Subject"].removeprefix(tag)
+    assert len(quoted) <= 120 and quoted.endswith("…")
+    assert not {"\x1b", "\u202e", "\u202c"} & set(reply["Subject"])
+    text = reply.get_body(("plain",)).get_content()
+    assert quoted in text and "2026010110000001" not in text + reply["Subject"]
+
+
 def test_replies_to_one_address_are_rate_limited_with_an_alert(
     cfg: Config,
     sessions: sessionmaker[Session],
