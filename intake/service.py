@@ -391,7 +391,8 @@ class IntakeService:
                 ticket_number=ticket.number,
                 subject=msg.subject,
                 sender=msg.sender,
-                contact_name=(contact.name if contact else "") or msg.sender_name,
+                # The name on file, never the display name: that is the sender's own text.
+                contact_name=contact.name if contact else "",
                 model=contract.model if contract else None,
                 priority=triage.priority,
                 deadline=triage.deadline,

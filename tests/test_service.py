@@ -316,6 +316,26 @@ def test_a_bounce_citing_our_reply_to_someone_else_marks_nobody_failing(
     assert not contact_failing(sessions, "it@muster.example")
 
 
+PHISHING_NAME = "Ihr Konto ist gesperrt, bitte hier klicken http://evil.example"
+
+
+def test_a_reply_greets_by_the_name_on_file_never_by_the_senders_display_name(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    sender = f'"{PHISHING_NAME}" <it@muster.example>'
+    receive(service, make_mail(sender=sender, subject="Eins"))
+    with sessions.begin() as session:  # a contact staff added without a name
+        session.scalars(select(Contact).where(Contact.email == "it@muster.example")).one().name = ""
+    receive(service, make_mail(sender=sender, subject="Zwei", body="Wie exportiere ich Tickets?"))
+    named, unnamed = outbox_mail(sessions)
+    assert named.get_body(("plain",)).get_content().startswith("Guten Tag Erika Muster,")
+    assert unnamed.get_body(("plain",)).get_content().startswith("Guten Tag,")
+    for reply in (named, unnamed):
+        for part in ("plain", "html"):
+            content = reply.get_body((part,)).get_content()
+            assert "gesperrt" not in content and "evil" not in content
+
+
 def test_a_hostile_subject_is_quoted_clean_cut_and_without_the_senders_ticket_tag(
     service: IntakeService, sessions: sessionmaker[Session]
 ) -> None:
