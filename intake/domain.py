@@ -133,6 +133,17 @@ def usable_address(value: str) -> bool:
     return plain and ENCODED_WORD.search(value) is None
 
 
+# Addresses of machines by their local part (Zammad's and Znuny's list): mail from them is
+# automatic (parse.automatic_reasons), and nothing automatic is ever written to them.
+MACHINE_ADDRESS = re.compile(
+    r"^(mailer-daemon|postmaster|abuse|root|noreply|no-reply|do-not-reply|donotreply)@", re.I
+)
+
+
+def machine_address(value: str) -> bool:
+    return MACHINE_ADDRESS.match(value) is not None
+
+
 # Longer Message-IDs are hashed for the dedupe key (its column holds 512 characters).
 MESSAGE_ID_KEY_MAX = 500
 

@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from classifier.model import PriorityModel
+from intake import staff
 from intake.config import Config
 from intake.db.tables import Contact, Message, OutboxItem, Ticket, TriageRecord
 from intake.domain import Outcome, Priority
@@ -20,6 +21,7 @@ from tests.support.database import count
 from tests.support.factories import make_dsn, make_mail
 
 FRIDAY_1600_BERLIN = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
+LATER = FRIDAY_1600_BERLIN + timedelta(hours=1)
 
 
 @pytest.fixture
@@ -314,6 +316,52 @@ def test_a_bounce_citing_our_reply_to_someone_else_marks_nobody_failing(
         receive(service, dsn, envelope="")
     assert not contact_failing(sessions, "helpdesk@beispiel.example")
     assert not contact_failing(sessions, "it@muster.example")
+
+
+@pytest.mark.parametrize(
+    "sender", ["support@example.com", "Support@Example.COM", "team@example.com"]
+)
+def test_mail_from_our_own_address_gets_no_reply(
+    sender: str, cfg: Config, sessions: sessionmaker[Session], model: PriorityModel
+) -> None:
+    """A reply to ourselves would come back as a new request, and be answered again."""
+    ours = cfg.model_copy(
+        update={"mail": cfg.mail.model_copy(update={"from_address": "team@example.com"})}
+    )
+    receipt = receive(IntakeService(ours, sessions, model), make_mail(sender=sender))
+    assert receipt.ticket_number is not None and not receipt.reply_queued
+    assert outbox_mail(sessions) == []
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "MAILER-DAEMON@mx.example",
+        "noreply@shop.example",
+        "No-Reply@x.example",
+        "postmaster@x.example",
+    ],
+)
+def test_mail_from_a_machine_address_gets_no_reply(
+    sender: str, service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    receipt = receive(service, make_mail(sender=sender))
+    assert receipt.ticket_number is not None and not receipt.reply_queued
+    assert outbox_mail(sessions) == []
+
+
+def test_staff_decisions_never_mail_our_own_or_a_machine_address(
+    cfg: Config, service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    own = receive(service, make_mail(sender="support@example.com"))
+    machine = receive(service, make_mail(sender="noreply@shop.example"))
+    stranger = receive(service, make_mail(sender="stranger@elsewhere.example"))
+    with sessions.begin() as session:
+        assert not staff.reject_held(session, cfg, own.ticket_number or "", "lead", "", LATER)
+        assert not staff.notify_priority(session, cfg, machine.ticket_number or "", LATER)
+        # A staff decision still reaches a customer's address.
+        assert staff.reject_held(session, cfg, stranger.ticket_number or "", "lead", "", LATER)
+    assert [m["To"] for m in outbox_mail(sessions)] == ["stranger@elsewhere.example"] * 2
 
 
 PHISHING_NAME = "Ihr Konto ist gesperrt, bitte hier klicken http://evil.example"

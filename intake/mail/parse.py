@@ -15,12 +15,15 @@ from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from html.parser import HTMLParser
 
-from intake.domain import ENCODED_WORD, AttachedFile, Channel, InboundMessage, usable_address
-
-# Senders that are machines by name (Zammad, Znuny).
-MACHINE_SENDER = re.compile(
-    r"^(mailer-daemon|postmaster|abuse|root|noreply|no-reply|do-not-reply|donotreply)@", re.I
+from intake.domain import (
+    ENCODED_WORD,
+    AttachedFile,
+    Channel,
+    InboundMessage,
+    machine_address,
+    usable_address,
 )
+
 MSGID = re.compile(r"<[^<>\s\x00-\x1f\x7f-\x9f]+>")
 MAX_LINE = 998  # RFC 5322 section 2.1.1: no header line, so no msg-id, is longer
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL, C1
@@ -335,7 +338,7 @@ def automatic_reasons(msg: Message, sender: str, envelope_from: str | None) -> t
         reasons.append(f"X-Auto-Response-Suppress: {suppress}")
     if envelope_from is not None and envelope_from.strip() in ("", "<>"):
         reasons.append("leerer Envelope-Absender (Bounce)")
-    if MACHINE_SENDER.match(sender):
+    if machine_address(sender):
         reasons.append(f"Absender {sender} ist ein Systemkonto")
     if msg.get_content_type() == "multipart/report":
         reasons.append(f"Zustellbericht ({msg.get_param('report-type') or 'report'})")
