@@ -4,6 +4,7 @@ is a stored outbound message plus an outbox row, written in the caller's transac
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -15,14 +16,34 @@ from intake.compose import compose_reply
 from intake.config import Config
 from intake.db import store
 from intake.db.tables import Message, OutboxItem, Ticket
-from intake.domain import Channel, Prediction, Priority, usable_address
+from intake.domain import Channel, Prediction, Priority, machine_address, usable_address
+from intake.logs import log_event
 from intake.replies import Reply
+
+log = logging.getLogger("intake.delivery")
 
 TELEGRAM_TEXT_LIMIT = 4096  # the Bot API refuses longer messages
 BOT_SENDER = "telegram-bot"
 
 # A row of inline buttons: (label, callback data).
 Buttons = Sequence[Sequence[tuple[str, str]]]
+
+
+def may_mail(cfg: Config, address: str) -> bool:
+    """Whether a mail we write on our own (a reply, a staff decision's notice, a link code) may go
+    to `address`: the one rule for every such mail, as send_reply asks it. Only a plain address
+    (usable_address); never one of ours, which would answer itself in a loop; never a machine's
+    (RFC 3834 section 2: automatic mail goes to no automaton)."""
+    if not usable_address(address):
+        why = "unusable address"
+    elif address.lower() in {*cfg.smtp.addresses, cfg.mail.from_address.lower()}:
+        why = "own address"
+    elif machine_address(address):
+        why = "machine address"
+    else:
+        return True
+    log_event(log, "reply-skipped", address=address, why=why)
+    return False
 
 
 def send_reply(
@@ -35,8 +56,11 @@ def send_reply(
     now: datetime,
     in_reply_to: str | None = None,
     references: tuple[str, ...] = (),
-) -> OutboxItem:
-    """Compose the reply mail, keep it as an outbound message and queue it in the outbox."""
+) -> OutboxItem | None:
+    """Compose the reply mail, keep it as an outbound message and queue it in the outbox; None
+    if no mail may go to `to` (may_mail)."""
+    if not may_mail(cfg, to):
+        return None
     mail = cfg.mail
     message_id, payload = compose_reply(
         reply,
@@ -111,9 +135,7 @@ def answer_ticket(
     if ticket.channel == Channel.TELEGRAM.value and ticket.chat_id is not None:
         send_chat(session, ticket.chat_id, reply.text, now=now, ticket_id=ticket.id)
         return True
-    if not usable_address(ticket.sender):
-        return False  # no address a reply may go to (none, or one a sender made up to hurt)
-    send_reply(
+    queued = send_reply(
         session,
         cfg,
         ticket,
@@ -123,7 +145,7 @@ def answer_ticket(
         in_reply_to=in_reply_to,
         references=references,
     )
-    return True
+    return queued is not None
 
 
 # A staff alert's button names its priority by the first letter (callback data is short).

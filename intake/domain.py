@@ -175,6 +175,17 @@ def usable_address(value: str) -> bool:
     return plain and ENCODED_WORD.search(value) is None
 
 
+# Addresses of machines by their local part (Zammad's and Znuny's list): mail from them is
+# automatic (parse.automatic_reasons), and nothing automatic is ever written to them.
+MACHINE_ADDRESS = re.compile(
+    r"^(mailer-daemon|postmaster|abuse|root|noreply|no-reply|do-not-reply|donotreply)@", re.I
+)
+
+
+def machine_address(value: str) -> bool:
+    return MACHINE_ADDRESS.match(value) is not None
+
+
 # Longer Message-IDs are hashed for the dedupe key (its column holds 512 characters).
 MESSAGE_ID_KEY_MAX = 500
 
@@ -204,6 +215,8 @@ class InboundMessage:
     parse_error: str | None = None  # set when the bytes could not be parsed
     attachments: tuple[AttachedFile, ...] = ()
     bounced_recipients: tuple[str, ...] = ()  # permanent failures named in a delivery report
+    # A delivery report's word for which message it is about (parse.report_message_ids).
+    report_message_ids: tuple[str, ...] = ()
     chat_id: int | None = None  # Telegram: the chat the answer goes to
     ticket_number: str | None = None  # the open ticket the sender said this belongs to
     sender_auth: SenderAuth | None = None  # mail: whether `sender` is confirmed (None: not checked)

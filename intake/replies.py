@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -100,7 +101,12 @@ class ReplyRenderer:
     def render(self, ctx: ReplyContext, channel: Channel = Channel.EMAIL) -> Reply:
         """The mail (text and HTML) or, for a chat, the text alone."""
         language = ctx.language if ctx.language in ("de", "en") else "de"
-        values = {**ctx.__dict__, "language": language, "title": f"Ticket#{ctx.ticket_number}"}
+        values = {
+            **ctx.__dict__,
+            "language": language,
+            "title": f"Ticket#{ctx.ticket_number}",
+            "subject": quoted_subject(ctx.subject),
+        }
         subject = reply_subject(ctx.ticket_number, ctx.subject)
         if channel is Channel.TELEGRAM:
             text = self._env.get_template(f"telegram/{ctx.kind}.{language}.txt.j2").render(values)
@@ -115,9 +121,27 @@ class ReplyRenderer:
         return self._env.get_template(f"telegram/{name}.{language}.txt.j2").render(values).strip()
 
 
+QUOTED_SUBJECT_CHARS = 120
+# C0 and C1 controls (ESC starts terminal sequences) and the bidi controls that make text read
+# in another order than it is written (Unicode TR 9; "Trojan Source", CVE-2021-42574).
+UNQUOTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+TICKET_TAG = re.compile(r"\[\s*ticket\s*#[^\]]*\]", re.I)
+
+
+def quoted_subject(original: str) -> str:
+    """The customer's subject as every reply quotes it, in its subject and its text: one line
+    without control or bidi characters, without ticket tags the sender wrote (ours says which
+    ticket this is, theirs may name somebody else's), at most QUOTED_SUBJECT_CHARS long."""
+    text = UNQUOTABLE.sub(lambda found: " " if found.group().isspace() else "", original)
+    text = " ".join(TICKET_TAG.sub(" ", text).split())
+    if len(text) > QUOTED_SUBJECT_CHARS:
+        text = text[: QUOTED_SUBJECT_CHARS - 1].rstrip() + "…"
+    return text
+
+
 def reply_subject(ticket_number: str, original: str) -> str:
     """'[Ticket#…] Re: <original>' on one line: a customer subject can never add headers."""
-    cleaned = " ".join(original.split())[:150]
+    cleaned = quoted_subject(original)
     tag = f"[Ticket#{ticket_number}]"
     if not cleaned:
         return tag

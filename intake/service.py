@@ -291,10 +291,16 @@ class IntakeService:
         )
 
     def _mark_failing(self, session: Session, msg: InboundMessage) -> None:
-        """A permanent bounce of one of our replies: stop mailing that contact for a while."""
+        """A permanent bounce of one of our replies: stop mailing that contact for a while.
+        Anyone can write a delivery report, so it counts for an address only if it cites a
+        reply we sent to that very address (parse.report_message_ids)."""
+        ours = store.recipients_of(session, msg.report_message_ids, msg.bounced_recipients)
         for address in msg.bounced_recipients:
             contact = store.find_contact(session, address)
-            if contact is None or not store.replied_to(session, address):
+            if contact is None:
+                continue
+            if address not in ours:
+                log_event(log, "bounce-unproven", address=address)
                 continue
             contact.failing_since = msg.received_at
             contact.failing_reason = f"Unzustellbar: {msg.subject}"[:2000]
@@ -421,7 +427,8 @@ class IntakeService:
                 ticket_number=ticket.number,
                 subject=msg.subject,
                 sender=msg.sender,
-                contact_name=(contact.name if contact else "") or msg.sender_name,
+                # The name on file, never the display name: that is the sender's own text.
+                contact_name=contact.name if contact else "",
                 model=contract.model if contract else None,
                 priority=triage.priority,
                 deadline=triage.deadline,

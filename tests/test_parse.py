@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from intake.domain import InboundMessage, usable_address
 from intake.mail.parse import parse_email
-from tests.support.factories import make_mail
+from tests.support.factories import make_dsn, make_mail
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
@@ -358,3 +358,25 @@ def test_usable_address_accepts_only_what_a_reply_can_go_to() -> None:
         "x" * 64 + "@" + "d" * 189 + ".example",  # 255 characters
     ):
         assert not usable_address(value), value
+
+
+def test_a_delivery_report_cites_what_it_returns_and_a_bounded_number_of_ids() -> None:
+    returned = "From: support@example.com\nMessage-ID: <ours@example.com>\nIn-Reply-To: <a@b.x>\n"
+    references = " ".join(f"<n{i}@evil.example>" for i in range(500))
+    msg = parse_email(
+        make_dsn(
+            "it@muster.example",
+            returned=returned,
+            original_message_id="<orig@example.com>",
+            headers={"In-Reply-To": "<irt@example.com>", "References": references},
+        ),
+        NOW,
+    )
+    assert msg.bounced_recipients == ("it@muster.example",)
+    ids = msg.report_message_ids
+    assert ids[:3] == ("<irt@example.com>", "<orig@example.com>", "<ours@example.com>")
+    assert "<a@b.x>" not in ids  # the returned message's threading is its author's word
+    assert ids[3] == "<n499@evil.example>" and len(ids) == 20  # newest references first
+    as_message = make_dsn("x@muster.example", returned=returned, returned_as="message/rfc822")
+    assert parse_email(as_message, NOW).report_message_ids == ("<ours@example.com>",)
+    assert parse_email(make_mail(headers={"In-Reply-To": "<m@x>"}), NOW).report_message_ids == ()

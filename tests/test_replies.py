@@ -161,3 +161,42 @@ def test_a_german_reply_reads_back_exactly_as_written() -> None:
     assert reply.get_body(("plain",)).get_content().replace("\r\n", "\n").rstrip("\n") == text
     assert "Grüße aus Köln" in reply.get_body(("html",)).get_content()
     assert reply["Auto-Submitted"] == "auto-replied"
+
+
+# What a quoted subject must never carry: C0 and C1 controls (ESC starts terminal sequences),
+# and the bidi controls that make text read backwards (Trojan Source, CVE-2021-42574).
+CONTROLS = {*map(chr, [*range(0x20), 0x7F, *range(0x80, 0xA0)])}
+BIDI = {
+    "\u061c",
+    "\u200e",
+    "\u200f",
+    *map(chr, range(0x202A, 0x202F)),
+    *map(chr, range(0x2066, 0x206A)),
+}
+
+
+def test_the_quoted_subject_has_no_control_or_bidi_characters_in_header_or_body() -> None:
+    hostile = "Rechnung\x1b[31m \u202egnuhcer\u202c \u2066fällig\u2069\u200e\u200f\u061c\x85 heute"
+    reply = RENDERER.render(context(subject=hostile))
+    assert reply.subject == "[Ticket#2026112810000012] Re: Rechnung[31m gnuhcer fällig heute"
+    (line,) = [line for line in reply.text.splitlines() if line.startswith("Betreff:")]
+    assert line.endswith(" Rechnung[31m gnuhcer fällig heute")
+    assert not (CONTROLS | BIDI) & set(reply.subject + line)
+    assert not BIDI & set(reply.html) and "\x1b" not in reply.html
+
+
+def test_a_long_subject_is_quoted_cut_to_120_characters() -> None:
+    long = "Störung " * 75  # 600 characters
+    reply = RENDERER.render(context(subject=long))
+    quoted = reply.subject.removeprefix("[Ticket#2026112810000012] Re: ")
+    assert quoted.startswith("Störung Störung") and quoted.endswith("…") and len(quoted) <= 120
+    assert quoted in reply.text and quoted in reply.html
+    assert "Störung " * 16 not in reply.text + reply.html
+
+
+def test_a_ticket_tag_the_sender_wrote_is_not_quoted_back() -> None:
+    """Our own tag says which ticket this is; one the sender wrote may name somebody else's."""
+    reply = RENDERER.render(context(subject="[Ticket#2026010110000001] RE: [ticket#7]Drucker"))
+    assert reply.subject == "[Ticket#2026112810000012] RE: Drucker"
+    assert "2026010110000001" not in reply.text + reply.html
+    assert reply_subject("1", "[Ticket#\u202e2026010110000001]") == "[Ticket#1]"

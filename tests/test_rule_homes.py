@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from intake.config import Config
+from intake.delivery import may_mail
 from intake.domain import ContractModel, ContractView, Priority
 from intake.replies import ReplyKind, reply_context
 from intake.rules.charges import LedgerKind, charge_for
@@ -72,3 +73,26 @@ def test_a_reply_context_speaks_the_customers_language(tmp_path: Path) -> None:
         **{**common, "model": None, "priority": None, "deadline": None},  # type: ignore[arg-type]
     )
     assert (bare.priority, bare.deadline_text, bare.commitment) == ("", "", False)
+
+
+def test_no_automatic_mail_goes_to_our_own_a_machine_or_an_unusable_address(
+    tmp_path: Path,
+) -> None:
+    """delivery.may_mail is the one rule; send_reply asks it for every mail we write on our own."""
+    cfg = config(tmp_path)
+    cfg = cfg.model_copy(
+        update={"mail": cfg.mail.model_copy(update={"from_address": "Team@Example.com"})}
+    )
+    refused = [
+        "support@example.com",  # smtp.addresses
+        "SUPPORT@example.com",
+        "team@example.com",  # mail.from_address
+        "MAILER-DAEMON@mx.muster.example",
+        "noreply@muster.example",
+        "no-reply@muster.example",
+        "postmaster@muster.example",
+        "it\x1b@muster.example",
+        "",
+    ]
+    assert [a for a in refused if may_mail(cfg, a)] == []
+    assert may_mail(cfg, "it@muster.example") and may_mail(cfg, "support@punkt-partner.example")

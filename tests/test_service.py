@@ -5,22 +5,23 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from classifier.model import PriorityModel
+from intake import staff
 from intake.config import Config
 from intake.db.tables import Contact, Message, OutboxItem, Ticket, TriageRecord
 from intake.domain import Outcome, Priority
 from intake.mail.parse import parse_email
 from intake.service import IntakeService
 from tests.support.database import count
-from tests.support.factories import make_mail
+from tests.support.factories import make_dsn, make_mail
 
 FRIDAY_1600_BERLIN = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
+LATER = FRIDAY_1600_BERLIN + timedelta(hours=1)
 
 
 @pytest.fixture
@@ -235,15 +236,38 @@ def test_attachments_are_stored_with_name_and_type(
     ]
 
 
+def contact_failing(sessions: sessionmaker[Session], address: str) -> bool:
+    with sessions() as session:
+        contact = session.scalars(select(Contact).where(Contact.email == address)).one()
+        return contact.failing_since is not None
+
+
+RETURNED = "From: OTRS-Support <support@example.com>\nTo: {to}\nMessage-ID: {id}\n"
+
+
+@pytest.mark.parametrize(
+    "cites",
+    ["returned headers", "returned message", "Original-Message-ID", "References"],
+)
 def test_a_bounce_of_our_reply_marks_the_address_failing_and_stops_replies(
-    service: IntakeService, sessions: sessionmaker[Session]
+    cites: str, service: IntakeService, sessions: sessionmaker[Session]
 ) -> None:
     receive(service, make_mail())  # we answer it@muster.example
-    dsn = (
-        (Path(__file__).parent / "mail" / "bounce-dsn.eml")
-        .read_bytes()
-        .replace(b"gone@muster.example", b"it@muster.example")
-    )
+    (ours,) = outbox_mail(sessions)
+    returned = RETURNED.format(to="it@muster.example", id=ours["Message-ID"])
+    dsn = {
+        "returned headers": make_dsn("it@muster.example", returned=returned),
+        "returned message": make_dsn(
+            "it@muster.example", returned=returned, returned_as="message/rfc822"
+        ),
+        "Original-Message-ID": make_dsn(
+            "it@muster.example", original_message_id=ours["Message-ID"]
+        ),
+        "References": make_dsn(
+            "it@muster.example",
+            headers={"In-Reply-To": ours["Message-ID"], "References": ours["Message-ID"]},
+        ),
+    }[cites]
     bounce = receive(service, dsn, envelope="")
     assert bounce.outcome is Outcome.IGNORED
     with sessions() as session:
@@ -252,6 +276,127 @@ def test_a_bounce_of_our_reply_marks_the_address_failing_and_stops_replies(
     later = receive(service, make_mail(subject="Noch etwas", body="Wie exportiere ich Tickets?"))
     assert later.outcome is Outcome.ACCEPTED and not later.reply_queued
     assert count(sessions, "outbox") == 1
+
+
+def test_a_forged_bounce_without_our_message_id_leaves_the_customer_answered(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    """Anyone can write a delivery report naming a customer; it must not silence them."""
+    receive(service, make_mail())  # we did write to it@muster.example
+    forged = [
+        make_dsn("it@muster.example"),
+        make_dsn("it@muster.example", original_message_id="<made-up@example.com>"),
+        # The returned message's own threading headers are the sender's, not ours to trust.
+        make_dsn(
+            "it@muster.example",
+            returned="From: it@muster.example\nMessage-ID: <x@evil.example>\n"
+            f"In-Reply-To: {outbox_mail(sessions)[0]['Message-ID']}\n",
+        ),
+    ]
+    for dsn in forged:
+        assert receive(service, dsn, envelope="").outcome is Outcome.IGNORED
+    assert not contact_failing(sessions, "it@muster.example")
+    later = receive(service, make_mail(subject="Noch etwas", body="Wie exportiere ich Tickets?"))
+    assert later.outcome is Outcome.ACCEPTED and later.reply_queued
+    assert count(sessions, "outbox") == 2
+    assert count(sessions, "tickets") == 5  # the reports are stored as ignored tickets
+
+
+def test_a_bounce_citing_our_reply_to_someone_else_marks_nobody_failing(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    receive(service, make_mail())  # to it@muster.example
+    receive(service, make_mail(sender="helpdesk@beispiel.example", subject="Frage"))
+    to_erika = outbox_mail(sessions)[0]["Message-ID"]
+    returned = RETURNED.format(to="helpdesk@beispiel.example", id=to_erika)
+    for dsn in (
+        make_dsn("helpdesk@beispiel.example", returned=returned),
+        make_dsn("helpdesk@beispiel.example", original_message_id=to_erika),
+    ):
+        receive(service, dsn, envelope="")
+    assert not contact_failing(sessions, "helpdesk@beispiel.example")
+    assert not contact_failing(sessions, "it@muster.example")
+
+
+@pytest.mark.parametrize(
+    "sender", ["support@example.com", "Support@Example.COM", "team@example.com"]
+)
+def test_mail_from_our_own_address_gets_no_reply(
+    sender: str, cfg: Config, sessions: sessionmaker[Session], model: PriorityModel
+) -> None:
+    """A reply to ourselves would come back as a new request, and be answered again."""
+    ours = cfg.model_copy(
+        update={"mail": cfg.mail.model_copy(update={"from_address": "team@example.com"})}
+    )
+    receipt = receive(IntakeService(ours, sessions, model), make_mail(sender=sender))
+    assert receipt.ticket_number is not None and not receipt.reply_queued
+    assert outbox_mail(sessions) == []
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "MAILER-DAEMON@mx.example",
+        "noreply@shop.example",
+        "No-Reply@x.example",
+        "postmaster@x.example",
+    ],
+)
+def test_mail_from_a_machine_address_gets_no_reply(
+    sender: str, service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    receipt = receive(service, make_mail(sender=sender))
+    assert receipt.ticket_number is not None and not receipt.reply_queued
+    assert outbox_mail(sessions) == []
+
+
+def test_staff_decisions_never_mail_our_own_or_a_machine_address(
+    cfg: Config, service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    own = receive(service, make_mail(sender="support@example.com"))
+    machine = receive(service, make_mail(sender="noreply@shop.example"))
+    stranger = receive(service, make_mail(sender="stranger@elsewhere.example"))
+    with sessions.begin() as session:
+        assert not staff.reject_held(session, cfg, own.ticket_number or "", "lead", "", LATER)
+        assert not staff.notify_priority(session, cfg, machine.ticket_number or "", LATER)
+        # A staff decision still reaches a customer's address.
+        assert staff.reject_held(session, cfg, stranger.ticket_number or "", "lead", "", LATER)
+    assert [m["To"] for m in outbox_mail(sessions)] == ["stranger@elsewhere.example"] * 2
+
+
+PHISHING_NAME = "Ihr Konto ist gesperrt, bitte hier klicken http://evil.example"
+
+
+def test_a_reply_greets_by_the_name_on_file_never_by_the_senders_display_name(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    sender = f'"{PHISHING_NAME}" <it@muster.example>'
+    receive(service, make_mail(sender=sender, subject="Eins"))
+    with sessions.begin() as session:  # a contact staff added without a name
+        session.scalars(select(Contact).where(Contact.email == "it@muster.example")).one().name = ""
+    receive(service, make_mail(sender=sender, subject="Zwei", body="Wie exportiere ich Tickets?"))
+    named, unnamed = outbox_mail(sessions)
+    assert named.get_body(("plain",)).get_content().startswith("Guten Tag Erika Muster,")
+    assert unnamed.get_body(("plain",)).get_content().startswith("Guten Tag,")
+    for reply in (named, unnamed):
+        for part in ("plain", "html"):
+            content = reply.get_body((part,)).get_content()
+            assert "gesperrt" not in content and "evil" not in content
+
+
+def test_a_hostile_subject_is_quoted_clean_cut_and_without_the_senders_ticket_tag(
+    service: IntakeService, sessions: sessionmaker[Session]
+) -> None:
+    subject = "\u202eDrucker\u202c \x1b[2J[Ticket#2026010110000001] " + "kaputt " * 90
+    receipt = receive(service, make_mail(subject=subject))
+    (reply,) = outbox_mail(sessions)
+    tag = f"[Ticket#{receipt.ticket_number}] Re: "
+    assert reply["Subject"].startswith(tag + "Drucker [2J kaputt kaputt")
+    quoted = reply["Subject"].removeprefix(tag)
+    assert len(quoted) <= 120 and quoted.endswith("…")
+    assert not {"\x1b", "\u202e", "\u202c"} & set(reply["Subject"])
+    text = reply.get_body(("plain",)).get_content()
+    assert quoted in text and "2026010110000001" not in text + reply["Subject"]
 
 
 def test_replies_to_one_address_are_rate_limited_with_an_alert(

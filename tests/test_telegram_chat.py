@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from classifier.model import PriorityModel
 from intake.config import Config
-from intake.db.tables import Message, OutboxItem, TelegramChat, TelegramCode, Ticket
+from intake.db.tables import Contact, Message, OutboxItem, TelegramChat, TelegramCode, Ticket
 from intake.service import IntakeService
 from intake.telegram.chat import ChatService
 from intake.telegram.events import ChatEvent
@@ -165,6 +165,21 @@ def test_codes_per_hour_are_limited_per_chat_and_per_address(
         assert (
             len(session.scalars(select(OutboxItem).where(OutboxItem.channel == "email")).all()) == 4
         )
+
+
+@pytest.mark.parametrize("address", ["support@example.com", "noreply@muster.example"])
+def test_no_code_is_mailed_to_our_own_or_a_machine_address_even_if_a_contact_has_it(
+    address: str, chat: ChatService, sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    with sessions.begin() as session:  # a mistake in customers.yaml
+        contact = session.scalars(select(Contact).where(Contact.email == "it@muster.example")).one()
+        contact.email = address
+    user = Chat(chat, clock)
+    user.say("/start")
+    user.say(address)
+    with sessions() as session:
+        assert session.scalars(select(OutboxItem).where(OutboxItem.channel == "email")).all() == []
+    assert "Code" in chat_texts(sessions, 42)[-1]  # the chat hears the same as ever
 
 
 def test_the_log_keeps_a_typed_address_with_a_quote_and_a_backslash_as_json(

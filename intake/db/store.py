@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -319,15 +319,22 @@ def book(
     )
 
 
-def replied_to(session: Session, address: str) -> bool:
-    """Whether we ever sent this address a message."""
-    return (
+def recipients_of(
+    session: Session, message_ids: Collection[str], addresses: Collection[str]
+) -> set[str]:
+    """Which of `addresses` we sent one of the messages `message_ids` to, in one query."""
+    if not message_ids or not addresses:
+        return set()
+    return set(
         session.scalars(
-            select(Message.id)
-            .where(Message.direction == "out", Message.recipient == address)
-            .limit(1)
-        ).first()
-        is not None
+            select(Message.recipient)
+            .where(
+                Message.direction == "out",
+                Message.message_id_header.in_(list(message_ids)),
+                Message.recipient.in_(list(addresses)),
+            )
+            .distinct()
+        )
     )
 
 

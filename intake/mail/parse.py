@@ -11,15 +11,19 @@ from dataclasses import replace
 from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
+from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from html.parser import HTMLParser
 
-from intake.domain import ENCODED_WORD, AttachedFile, Channel, InboundMessage, usable_address
-
-# Senders that are machines by name (Zammad, Znuny).
-MACHINE_SENDER = re.compile(
-    r"^(mailer-daemon|postmaster|abuse|root|noreply|no-reply|do-not-reply|donotreply)@", re.I
+from intake.domain import (
+    ENCODED_WORD,
+    AttachedFile,
+    Channel,
+    InboundMessage,
+    machine_address,
+    usable_address,
 )
+
 MSGID = re.compile(r"<[^<>\s\x00-\x1f\x7f-\x9f]+>")
 MAX_LINE = 998  # RFC 5322 section 2.1.1: no header line, so no msg-id, is longer
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL, C1
@@ -90,6 +94,7 @@ def _storable(msg: InboundMessage) -> InboundMessage:
         references=tuple(storable_text(r) for r in msg.references),
         automatic_reasons=tuple(storable_text(r) for r in msg.automatic_reasons),
         bounced_recipients=tuple(storable_text(r) for r in msg.bounced_recipients),
+        report_message_ids=tuple(storable_text(r) for r in msg.report_message_ids),
         attachments=tuple(
             replace(
                 a, filename=storable_text(a.filename), content_type=storable_text(a.content_type)
@@ -114,6 +119,7 @@ def _from_message(
         body=body_text(texts),
         attachments=attachments(msg, texts),
         bounced_recipients=bounced_recipients(msg),
+        report_message_ids=report_message_ids(msg),
         received_at=received_at,
         raw=raw,
         message_id=message_id,
@@ -190,6 +196,44 @@ def bounced_recipients(msg: EmailMessage) -> tuple[str, ...]:
                 if usable_address(address):  # only one we could have written to
                     failed.append(address)
     return tuple(dict.fromkeys(failed))
+
+
+MAX_REPORT_IDS = 20  # one store query looks them up
+# The part of a report (RFC 6522 section 3) that returns the original message or its headers.
+RETURNED_TYPES = ("text/rfc822-headers", "message/rfc822", "message/global-headers")
+
+
+def report_message_ids(msg: EmailMessage) -> tuple[str, ...]:
+    """The Message-IDs a delivery report says it is about, at most MAX_REPORT_IDS, best first:
+    its In-Reply-To, the Original-Message-ID some MTAs add to the report, the Message-ID of the
+    returned message, then its References newest first. The returned message's own In-Reply-To
+    and References are its author's word about other mail, so they are not read. Only one of
+    our replies among these makes a report count (IntakeService._mark_failing)."""
+    if msg.get_content_type() != "multipart/report":
+        return ()
+    found = [_first_id(_header(msg, "In-Reply-To"))]
+    for part in _children(msg):
+        ctype = part.get_content_type()
+        if ctype == "message/delivery-status":
+            blocks = part.get_payload()
+            for block in blocks if isinstance(blocks, list) else []:
+                if isinstance(block, Message):
+                    found.append(_first_id(_header(block, "Original-Message-ID")))
+        elif ctype in RETURNED_TYPES:
+            returned = _returned_headers(part)
+            if returned is not None:
+                found.append(_first_id(_header(returned, "Message-ID")))
+    found += reversed(_ids(_header(msg, "References")))
+    return tuple(dict.fromkeys(i for i in found if i))[:MAX_REPORT_IDS]
+
+
+def _returned_headers(part: Message) -> Message | None:
+    """The header block of a returned message: parsed already (message/rfc822), or text."""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return payload[0] if payload and isinstance(payload[0], Message) else None
+    data = part.get_payload(decode=True)
+    return BytesHeaderParser().parsebytes(data) if isinstance(data, bytes) else None
 
 
 def attachments(msg: EmailMessage, body: list[Message]) -> tuple[AttachedFile, ...]:
@@ -294,7 +338,7 @@ def automatic_reasons(msg: Message, sender: str, envelope_from: str | None) -> t
         reasons.append(f"X-Auto-Response-Suppress: {suppress}")
     if envelope_from is not None and envelope_from.strip() in ("", "<>"):
         reasons.append("leerer Envelope-Absender (Bounce)")
-    if MACHINE_SENDER.match(sender):
+    if machine_address(sender):
         reasons.append(f"Absender {sender} ist ein Systemkonto")
     if msg.get_content_type() == "multipart/report":
         reasons.append(f"Zustellbericht ({msg.get_param('report-type') or 'report'})")
