@@ -156,7 +156,9 @@ class MailConfig(Section):
             try:
                 ipaddress.ip_address(host or server)
             except ValueError:
-                raise ValueError(f"{server!r} is not an IP address (with an optional :port)") from None
+                raise ValueError(
+                    f"{server!r} is not an IP address (with an optional :port)"
+                ) from None
             if port and not (port.isdigit() and 0 < int(port) < 65536):
                 raise ValueError(f"{server!r} has no valid port")
         return value

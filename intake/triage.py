@@ -244,6 +244,8 @@ class TriageWorker:
             references=(),
             attachments=(),
             bounced_recipients=(),
+            report_message_ids=(),
+            sender_auth=None,
             ticket_number=None,
             parse_error=f"Nicht verarbeitbar nach {item.attempts} Versuchen: {error}",
         )
