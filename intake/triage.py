@@ -245,7 +245,6 @@ class TriageWorker:
             attachments=(),
             bounced_recipients=(),
             report_message_ids=(),
-            sender_auth=None,
             ticket_number=None,
             parse_error=f"Nicht verarbeitbar nach {item.attempts} Versuchen: {error}",
         )
