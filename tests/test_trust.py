@@ -282,3 +282,45 @@ def test_staff_see_the_unconfirmed_sender_and_the_reasons(intake_factory: type[I
     page = client.get(f"/tickets/{ticket.number}").text
     assert 'id="sender-auth"' in page and "Absender nicht bestätigt" in page
     assert "selbst geprüft" in page  # the reasons, method by method
+
+
+def test_over_smtp_a_front_mta_verdict_decides_who_gets_an_answer(
+    tmp_path: Path, sqlite_url: str, model: PriorityModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    from argparse import Namespace
+
+    from intake.commands.tickets import cmd_tickets_show
+    from tests.support.database import count
+    from tests.support.network import send
+    from tests.support.servers import AppThread, wait_for_files, wait_until
+
+    cfg = make_config(
+        tmp_path,
+        sqlite_url,
+        INTAKE_MAIL__SENDER_AUTH="enforce",
+        INTAKE_MAIL__TRUSTED_AUTHSERV_IDS="mx.support.example",
+    )
+    sessions = make_sessions(make_engine(sqlite_url))
+    with sessions.begin() as session:
+        import_customers(
+            session, parse_customers(ROOT / "examples" / "customers.yaml"), cfg, FIXED_NOW
+        )
+    header = "Authentication-Results: mx.support.example; dmarc={} header.from=muster.example\r\n"
+    forged = header.format("fail").encode() + make_mail(sender=CUSTOMER, subject="Gefälscht")
+    genuine = header.format("pass").encode() + make_mail(sender=CUSTOMER, subject="Echt")
+    with AppThread(cfg, model) as server:
+        assert send(server.port, forged)[0] == 250
+        wait_until(lambda: count(sessions, "inbox", "state = 'done'") == 1)
+        assert send(server.port, genuine)[0] == 250
+        (reply,) = wait_for_files(Path(cfg.relay.maildir) / "new", 1)
+        wait_until(lambda: count(sessions, "inbox", "state = 'done'") == 2)
+    assert b"Echt" in reply.read_bytes()
+    with sessions() as session:
+        numbers = {row[0]: row[1] for row in session.execute(select(Ticket.subject, Ticket.number))}
+    capsys.readouterr()
+    assert cmd_tickets_show(cfg, Namespace(number=numbers["Gefälscht"], json=True)) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["sender_auth"] == "fail" and shown["outcome"] == "unverified"
+    assert shown["messages"][0]["sender_auth_reasons"][0].startswith("Authentication-Results")
+    assert count(sessions, "ledger") == 1  # the genuine request only
