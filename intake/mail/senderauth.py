@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from email.parser import BytesHeaderParser
@@ -37,6 +38,8 @@ HEADER_BYTES = 256 * 1024  # the header block read for Authentication-Results, a
 MAX_AR_HEADERS = 50  # Authentication-Results headers looked at, at most
 MAX_SIGNATURES = 5  # DKIM signatures verified, at most (each costs a lookup and a body hash)
 MIN_KEY_BITS = 1024
+CHECK_TIMEOUTS = 2  # all lookups for one mail take at most this many resolver timeouts
+CACHE_ENTRIES = 10_000
 REASON_CHARS = 300
 
 
@@ -166,6 +169,7 @@ class SenderVerifier:
         self.mode = cfg.sender_auth
         self.trusted = tuple(cfg.trusted_authserv_ids)
         self.timeout = cfg.dns_timeout_seconds
+        self._deadline = threading.local()  # per check: all its lookups end by then
         self.resolver = make_resolver(cfg.dns_servers, cfg.dns_timeout_seconds)
         # pyspf resolves through dnspython's default resolver: make it this one.
         dns.resolver.default_resolver = self.resolver
@@ -193,6 +197,9 @@ class SenderVerifier:
     def _verify(
         self, raw: bytes, from_domain: str, envelope_from: str | None, peer: str | None
     ) -> SenderAuth:
+        # Bounded work: whatever a mail asks for (signatures, SPF includes), its lookups
+        # together take at most CHECK_TIMEOUTS resolver timeouts; what is left is temperror.
+        self._deadline.at = time.monotonic() + CHECK_TIMEOUTS * self.timeout
         results = [*self._dkim(raw)]
         spf_result = self._spf(envelope_from, peer)
         if spf_result is not None:
@@ -239,7 +246,11 @@ class SenderVerifier:
         if ip is None or "@" not in sender:
             return None  # no connecting address (IMAP) or a bounce: SPF says nothing here
         result, explanation = spf.check2(
-            i=ip, s=sender, h=_domain_of(sender), timeout=self.timeout, querytime=self.timeout * 3
+            i=ip,
+            s=sender,
+            h=_domain_of(sender),
+            timeout=self.timeout,
+            querytime=max(self._left(), -1.0) or -1.0,  # <= 0: temperror at once
         )
         note = "" if result in ("pass", "none") else str(explanation)[:120]
         return MethodResult("spf", str(result), _domain_of(sender), note)
@@ -260,8 +271,11 @@ class SenderVerifier:
 
     def _txt(self, name: str, prefix: str = "") -> str | None:
         """The first TXT string of `name` (starting with `prefix`), None when there is none."""
+        left = self._left()
+        if left <= 0:
+            raise DnsError("no time left for this mail's lookups")
         try:
-            answer = self.resolver.resolve(name, "TXT", lifetime=self.timeout)
+            answer = self.resolver.resolve(name, "TXT", lifetime=min(left, self.timeout))
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return None
         except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
@@ -271,6 +285,11 @@ class SenderVerifier:
             if text.lower().startswith(prefix.lower()):
                 return text
         return None
+
+    def _left(self) -> float:
+        """Seconds left for this check's lookups."""
+        deadline = getattr(self._deadline, "at", None)
+        return self.timeout if deadline is None else deadline - time.monotonic()
 
     def _txt_for_dkim(self, name: bytes, timeout: float = 5) -> bytes | None:
         try:
@@ -298,5 +317,6 @@ def make_resolver(servers: Sequence[str], timeout: float) -> dns.resolver.Resolv
         resolver.nameservers = addresses
         resolver.port = port
     resolver.lifetime = timeout
+    resolver.cache = dns.resolver.LRUCache(CACHE_ENTRIES)  # a storm from one domain asks once
     resolver.timeout = timeout
     return resolver
