@@ -220,3 +220,25 @@ def test_off_checks_nothing(tmp_path: Path, dns: LocalDns) -> None:
 )
 def test_organisational_domains(domain: str, organisation: str) -> None:
     assert org_domain(domain) == organisation
+
+
+def test_hostile_authentication_headers_never_crash_and_never_pass(
+    tmp_path: Path, dns: LocalDns
+) -> None:
+    cfg = config(tmp_path, dns, INTAKE_MAIL__TRUSTED_AUTHSERV_IDS="mx.support.example")
+    junk = [
+        ("Authentication-Results", "mx.support.example; dkim=pass header.d=" + "a" * 5000),
+        ("Authentication-Results", ";;; ==="),
+        ("Authentication-Results", "\x1b[31mmx.support.example; dmarc=pass"),
+        ("DKIM-Signature", "v=1; a=rsa-sha256; d=muster.example; s=" + "x" * 600 + "; b=!!"),
+        ("DKIM-Signature", "garbage"),
+        *[("DKIM-Signature", f"v=1; d=muster.example; s=s{i}; b=AAAA") for i in range(50)],
+    ]
+    auth = check(cfg, with_headers(make_mail(sender=CUSTOMER), *junk), envelope="x@evil.example")
+    assert auth.result is not AuthResult.PASS
+    assert sum(r.startswith("dkim=") for r in auth.reasons) <= 5  # bounded work
+    # Only the first 50 are read: a verdict below 60 headers the sender wrote is not reached.
+    many = [("Authentication-Results", "mx.evil.example; none")] * 60
+    late = ("Authentication-Results", "mx.support.example; dmarc=pass header.from=muster.example")
+    auth = check(cfg, with_headers(make_mail(sender=CUSTOMER), *many, late))
+    assert auth.result is not AuthResult.PASS
