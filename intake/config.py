@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -97,7 +98,28 @@ class RelayConfig(Section):
     def _smtp_needs_a_host(self) -> RelayConfig:
         if self.mode == "smtp" and not self.host:
             raise ValueError("relay.mode 'smtp' needs relay.host")
+        # SmtpRelay has no implicit TLS (port 465): without STARTTLS the login goes in clear.
+        if (
+            self.mode == "smtp"
+            and self.username
+            and not self.starttls
+            and not is_loopback(self.host or "")
+        ):
+            raise ValueError(
+                "relay.username needs relay.starttls: true unless relay.host is loopback "
+                "(without STARTTLS the password would cross the network in clear text)"
+            )
         return self
+
+
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: traffic that never leaves the machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class ImapConfig(Section):
@@ -117,11 +139,7 @@ class ImapConfig(Section):
     def _enabled_needs_credentials(self) -> ImapConfig:
         if self.enabled and (not self.username or self.password is None):
             raise ValueError("imap.enabled needs imap.username and INTAKE_IMAP__PASSWORD")
-        if (
-            self.security == "none"
-            and self.enabled
-            and self.host not in ("127.0.0.1", "localhost", "::1")
-        ):
+        if self.security == "none" and self.enabled and not is_loopback(self.host):
             raise ValueError("imap.security 'none' is allowed on loopback only")
         return self
 

@@ -206,3 +206,29 @@ def test_other_environment_values_are_still_read_as_yaml() -> None:
     assert cfg.smtp.addresses == ("support@example.com", "help@example.org")
     assert cfg.triage.retry_seconds == 0.5 and cfg.telegram.staff_chat_id == -100
     assert cfg.relay.host == "mail.example.com"
+
+
+@pytest.mark.parametrize("host", ["mail.example.com", "10.0.0.5", "2001:db8::1"])
+def test_relay_credentials_without_tls_to_another_host_are_refused(host: str) -> None:
+    env = {
+        "INTAKE_RELAY__MODE": "smtp",
+        "INTAKE_RELAY__HOST": host,
+        "INTAKE_RELAY__USERNAME": "intake",
+        "INTAKE_RELAY__PASSWORD": "hunter2",
+    }
+    with pytest.raises(ConfigError) as err:
+        load_config(ROOT / "config.yaml", env)
+    text = str(err.value)
+    assert "relay.username" in text and "relay.starttls" in text and "hunter2" not in text
+    cfg = load_config(ROOT / "config.yaml", env | {"INTAKE_RELAY__STARTTLS": "true"})
+    assert cfg.relay.starttls and cfg.relay.username == "intake"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "::1", "localhost", "LocalHost"])
+def test_relay_credentials_without_tls_on_loopback_are_allowed(host: str) -> None:
+    env = {
+        "INTAKE_RELAY__MODE": "smtp",
+        "INTAKE_RELAY__HOST": host,
+        "INTAKE_RELAY__USERNAME": "intake",
+    }
+    assert load_config(ROOT / "config.yaml", env).relay.username == "intake"
