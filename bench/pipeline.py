@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from aiosmtpd.controller import Controller
@@ -341,10 +342,8 @@ def _paced_load(port: int, messages: list[bytes], rate: float) -> Sent:
     return sent
 
 
-def big_mail(db: str, megabytes: float = 9.5) -> dict[str, float]:
-    """A 9.5 MB mail, just under the 10 MB limit (log text, as customers paste it), then small mails
-    every 50 ms while it is triaged: their 250 against the same small mails alone, how long
-    their confirmations take, and the process's memory."""
+def log_mail(megabytes: float, message_id: str) -> bytes:
+    """A request of `megabytes` of log text, as customers paste it."""
     lines = (
         f"2026-11-27 09:{i // 60 % 60:02d}:{i % 60:02d} ERROR Ticket {i}: Sperre fehlgeschlagen\n"
         for i in range(10**7)
@@ -353,9 +352,74 @@ def big_mail(db: str, megabytes: float = 9.5) -> dict[str, float]:
     while size < megabytes * 1024 * 1024:
         body.append(next(lines))
         size += len(body[-1]) + 1
-    big = make_mail(
-        sender=SENDER, subject="Log", body="".join(body), message_id="<big@bench.example>"
+    return make_mail(sender=SENDER, subject="Log", body="".join(body), message_id=message_id)
+
+
+def _send_one(port: int, raw: bytes, began: float) -> float:
+    """Send `raw` on a connection of its own; seconds from `began` to its 250."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=300) as client:
+        client.sendmail(SENDER, ["support@example.com"], raw)
+    return time.perf_counter() - began
+
+
+def big_mails_at_once(db: str, count: int = 4, megabytes: float = 9.5) -> dict[str, Any]:
+    """`count` 9.5 MB mails at once, each on a connection of its own; a small mail while they
+    are sent and another once their 250s are in (triage is then busy with them): each one's
+    250 and confirmation, and the process's peak memory."""
+    bigs = [log_mail(megabytes, f"<big-{i}@bench.example>") for i in range(count)]
+    during_upload = make_mail(
+        sender=SENDER,
+        subject="Frage zur Queue",
+        body="Wie lege ich eine neue Queue an?",
+        message_id="<small-upload@bench.example>",
     )
+    during_triage = make_mail(
+        sender=SENDER,
+        subject="Frage zur Signatur",
+        body="Wie ändere ich die Signatur einer Queue?",
+        message_id="<small-triage@bench.example>",
+    )
+    with relay_sink() as (sink, relay_port), running_intake(db, relay_port) as served:
+        port = served.ports[0]
+        began = time.perf_counter()
+        big_250: list[float] = [float("nan")] * count
+
+        def send_big(i: int) -> None:
+            big_250[i] = _send_one(port, bigs[i], began)
+
+        threads = [threading.Thread(target=send_big, args=(i,)) for i in range(count)]
+        for t in threads:
+            t.start()
+        time.sleep(0.1)  # the big ones are on their way
+        upload_began = time.perf_counter()
+        upload_250 = _send_one(port, during_upload, upload_began)
+        for t in threads:
+            t.join()
+        triage_began = time.perf_counter()
+        triage_250 = _send_one(port, during_triage, triage_began)
+        wait_for(sink, count + 2, timeout=300)
+        memory = served.memory()
+
+    def confirmed(key: bytes, since: float) -> float:
+        return sink.arrived.get(key, [float("nan")])[0] - since
+
+    return {
+        "mb": len(bigs[0]) / 1024 / 1024,
+        "big_250": [t * 1000 for t in big_250],
+        "big_reply": [confirmed(f"<big-{i}@bench.example>".encode(), began) for i in range(count)],
+        "upload_250": upload_250 * 1000,
+        "upload_reply": confirmed(b"<small-upload@bench.example>", upload_began),
+        "triage_250": triage_250 * 1000,
+        "triage_reply": confirmed(b"<small-triage@bench.example>", triage_began),
+        "peak_mb": memory[0][0],
+    }
+
+
+def big_mail(db: str, megabytes: float = 9.5) -> dict[str, float]:
+    """A 9.5 MB mail, just under the 10 MB limit (log text, as customers paste it), then small mails
+    every 50 ms while it is triaged: their 250 against the same small mails alone, how long
+    their confirmations take, and the process's memory."""
+    big = log_mail(megabytes, "<big@bench.example>")
     small = corpus_messages(80, SENDER, tag="small")
     with relay_sink() as (sink, relay_port), running_intake(db, relay_port) as served:
         port = served.ports[0]

@@ -8,12 +8,13 @@ import re
 from collections.abc import Mapping
 from datetime import date, time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -45,6 +46,21 @@ def off_is_a_word(value: Any) -> Any:
 
 class ConfigError(Exception):
     """A configuration that cannot be used; the message names the key and the reason."""
+
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _plain_secret(value: SecretStr) -> SecretStr:
+    # A line break is what `echo secret > file` leaves behind; the relay, IMAP server or Bot API
+    # would refuse the secret later with a less helpful message.
+    if CONTROL.search(value.get_secret_value()):
+        raise ValueError("must not contain control characters such as a line break or a tab")
+    return value
+
+
+# The type of every key in SECRET_KEYS; its value is never shown in an error.
+Secret = Annotated[SecretStr, AfterValidator(_plain_secret)]
 
 
 class Section(BaseModel):
@@ -80,14 +96,35 @@ class RelayConfig(Section):
     port: int = Field(default=25, ge=1, le=65535)
     starttls: bool = False
     username: str | None = None
-    password: SecretStr | None = None
+    password: Secret | None = None
     timeout_seconds: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _smtp_needs_a_host(self) -> RelayConfig:
         if self.mode == "smtp" and not self.host:
             raise ValueError("relay.mode 'smtp' needs relay.host")
+        # SmtpRelay has no implicit TLS (port 465): without STARTTLS the login goes in clear.
+        if (
+            self.mode == "smtp"
+            and self.username
+            and not self.starttls
+            and not is_loopback(self.host or "")
+        ):
+            raise ValueError(
+                "relay.username needs relay.starttls: true unless relay.host is loopback "
+                "(without STARTTLS the password would cross the network in clear text)"
+            )
         return self
+
+
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: traffic that never leaves the machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class ImapConfig(Section):
@@ -98,7 +135,7 @@ class ImapConfig(Section):
     port: int = Field(default=993, ge=1, le=65535)
     security: Literal["ssl", "starttls", "none"] = "ssl"
     username: str = ""
-    password: SecretStr | None = None
+    password: Secret | None = None
     folder: str = "INBOX"
     done_folder: str | None = None  # move stored mail here; without it, mail is flagged \\Seen
     poll_seconds: float = Field(default=60.0, gt=0)
@@ -107,11 +144,7 @@ class ImapConfig(Section):
     def _enabled_needs_credentials(self) -> ImapConfig:
         if self.enabled and (not self.username or self.password is None):
             raise ValueError("imap.enabled needs imap.username and INTAKE_IMAP__PASSWORD")
-        if (
-            self.security == "none"
-            and self.enabled
-            and self.host not in ("127.0.0.1", "localhost", "::1")
-        ):
+        if self.security == "none" and self.enabled and not is_loopback(self.host):
             raise ValueError("imap.security 'none' is allowed on loopback only")
         return self
 
@@ -174,7 +207,7 @@ class WebConfig(Section):
     port: int = Field(default=8080, ge=0, le=65535)
     # Signs the session cookies; from INTAKE_WEB__SECRET_KEY. Without it a random key is made
     # at start (sessions end with a restart; several instances need the same key).
-    secret_key: SecretStr | None = None
+    secret_key: Secret | None = None
     secure_cookies: bool = False  # set true behind HTTPS
     page_size: int = Field(default=50, ge=1, le=500)
     login_attempts: int = Field(default=5, ge=1)  # failed logins per name and address ...
@@ -185,14 +218,14 @@ class TelegramConfig(Section):
     """The company's Telegram bot: customers link their chat to their contact and file requests."""
 
     enabled: bool = False
-    token: SecretStr | None = None  # from INTAKE_TELEGRAM__TOKEN only
+    token: Secret | None = None  # from INTAKE_TELEGRAM__TOKEN only
     base_url: str = "https://api.telegram.org/bot"  # the token is appended
     base_file_url: str = "https://api.telegram.org/file/bot"
     mode: Literal["polling", "webhook"] = "polling"
     # webhook mode: Telegram posts to webhook_url, which must reach the staff web server's
     # /telegram/webhook; the secret (INTAKE_TELEGRAM__WEBHOOK_SECRET) is checked on every post.
     webhook_url: str | None = None
-    webhook_secret: SecretStr | None = None
+    webhook_secret: Secret | None = None
     staff_chat_id: int | None = None  # possibly critical requests are posted here
     poll_timeout: int = Field(default=30, ge=0, le=50)  # getUpdates long-poll seconds
     retry_seconds: float = Field(default=5.0, gt=0)  # wait after a failed poll or update
@@ -482,7 +515,10 @@ def _apply_environment(data: dict[str, Any], env: Mapping[str, str]) -> dict[str
             key = _match_key(node, part)
             keys.append(key)
             if i == len(parts) - 1:
-                node[key] = _parse_scalar(raw)
+                # A secret is taken as it is: YAML would make "0123" a number, "a: b" a
+                # mapping and cut "x # y" at the comment.
+                secret = ".".join(keys) in SECRET_KEYS
+                node[key] = raw if secret else _parse_scalar(raw)
             else:
                 child = node.get(key)
                 if not isinstance(child, dict):
@@ -521,5 +557,7 @@ def _describe(exc: ValidationError, source: Path | None, origins: Mapping[str, s
         origin = f" (from {origins[key]})" if key in origins else ""
         given = error.get("input")
         shown = f" (got {given!r})" if isinstance(given, str | int | float | bool) else ""
+        if any(key == s or key.startswith(s + ".") for s in SECRET_KEYS):
+            shown = " (the value is not shown)"
         lines.append(f"  {key}: {reason}{shown}{origin}")
     return "\n".join(lines)

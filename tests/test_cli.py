@@ -133,3 +133,16 @@ def test_secrets_never_appear_in_the_log(tmp_path: Path, db_url: str) -> None:
     log = proc.stderr.read() if proc.stderr else ""
     assert "outbox" in log and "retry" in log and "getUpdates" in log
     assert secret not in log
+
+
+def test_serve_refuses_relay_credentials_without_tls(tmp_path: Path) -> None:
+    env = environment(tmp_path, f"sqlite:///{tmp_path / 'intake.db'}", free_port()) | {
+        "INTAKE_RELAY__MODE": "smtp",
+        "INTAKE_RELAY__HOST": "mail.example.com",
+        "INTAKE_RELAY__USERNAME": "intake",
+        "INTAKE_RELAY__PASSWORD": "hunter2-geheim",
+    }
+    result = intake(env, "serve")
+    assert result.returncode == 2
+    assert "relay.username" in result.stderr and "STARTTLS" in result.stderr
+    assert "hunter2-geheim" not in result.stderr

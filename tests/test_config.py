@@ -135,3 +135,100 @@ def test_telegram_settings_are_checked_at_start(tmp_path: Path) -> None:
         {"INTAKE_TELEGRAM__TOKEN": "1:abc"},
     )
     assert cfg.telegram.staff_chat_id == -100 and "1:abc" not in repr(cfg)
+
+
+HOSTILE_SECRETS = [
+    "a: b # {c",
+    "[x, y]",
+    "it's",
+    "  spaced  ",
+    "null",
+    "true",
+    "0123",
+    "~",
+    "{a: 1}",
+    "#start",
+    "- item",
+]
+
+
+@pytest.mark.parametrize("secret", HOSTILE_SECRETS)
+def test_a_secret_from_the_environment_is_taken_byte_for_byte(secret: str) -> None:
+    env = {
+        "INTAKE_RELAY__PASSWORD": secret,
+        "INTAKE_IMAP__PASSWORD": secret,
+        "INTAKE_WEB__SECRET_KEY": secret,
+        "INTAKE_TELEGRAM__TOKEN": secret,
+        "INTAKE_TELEGRAM__WEBHOOK_SECRET": secret,
+    }
+    cfg = load_config(ROOT / "config.yaml", env)
+    for value in (
+        cfg.relay.password,
+        cfg.imap.password,
+        cfg.web.secret_key,
+        cfg.telegram.token,
+        cfg.telegram.webhook_secret,
+    ):
+        assert value is not None and value.get_secret_value() == secret
+    assert cfg.secrets() == [secret] * 5
+
+
+def test_an_invalid_secret_is_named_by_key_and_variable_but_never_shown() -> None:
+    secret = "0123-geheim: {x} # y\n"  # a line break, as `echo secret > file` leaves one
+    with pytest.raises(ConfigError) as err:
+        load_config(ROOT / "config.yaml", {"INTAKE_RELAY__PASSWORD": secret})
+    text = str(err.value)
+    assert "relay.password" in text and "INTAKE_RELAY__PASSWORD" in text
+    for piece in ("0123", "geheim", "{x}", "# y"):
+        assert piece not in text
+    # A numeric secret next to a mistake elsewhere is not echoed either.
+    with pytest.raises(ConfigError) as err:
+        load_config(
+            ROOT / "config.yaml",
+            {"INTAKE_TELEGRAM__TOKEN": "12345\t", "INTAKE_SMTP__PORT": "many"},
+        )
+    text = str(err.value)
+    assert "telegram.token" in text and "INTAKE_TELEGRAM__TOKEN" in text
+    assert "12345" not in text and "smtp.port" in text and "'many'" in text
+
+
+def test_other_environment_values_are_still_read_as_yaml() -> None:
+    env = {
+        "INTAKE_SMTP__PORT": "2626",
+        "INTAKE_WEB__ENABLED": "false",
+        "INTAKE_SMTP__ADDRESSES": "[Support@Example.com, help@example.org]",
+        "INTAKE_TRIAGE__RETRY_SECONDS": "0.5",
+        "INTAKE_TELEGRAM__STAFF_CHAT_ID": "-100",
+        "INTAKE_RELAY__HOST": "mail.example.com",
+    }
+    cfg = load_config(ROOT / "config.yaml", env)
+    assert cfg.smtp.port == 2626 and cfg.web.enabled is False
+    assert cfg.smtp.addresses == ("support@example.com", "help@example.org")
+    assert cfg.triage.retry_seconds == 0.5 and cfg.telegram.staff_chat_id == -100
+    assert cfg.relay.host == "mail.example.com"
+
+
+@pytest.mark.parametrize("host", ["mail.example.com", "10.0.0.5", "2001:db8::1"])
+def test_relay_credentials_without_tls_to_another_host_are_refused(host: str) -> None:
+    env = {
+        "INTAKE_RELAY__MODE": "smtp",
+        "INTAKE_RELAY__HOST": host,
+        "INTAKE_RELAY__USERNAME": "intake",
+        "INTAKE_RELAY__PASSWORD": "hunter2",
+    }
+    with pytest.raises(ConfigError) as err:
+        load_config(ROOT / "config.yaml", env)
+    text = str(err.value)
+    assert "relay.username" in text and "relay.starttls" in text and "hunter2" not in text
+    cfg = load_config(ROOT / "config.yaml", env | {"INTAKE_RELAY__STARTTLS": "true"})
+    assert cfg.relay.starttls and cfg.relay.username == "intake"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "::1", "localhost", "LocalHost"])
+def test_relay_credentials_without_tls_on_loopback_are_allowed(host: str) -> None:
+    env = {
+        "INTAKE_RELAY__MODE": "smtp",
+        "INTAKE_RELAY__HOST": host,
+        "INTAKE_RELAY__USERNAME": "intake",
+    }
+    assert load_config(ROOT / "config.yaml", env).relay.username == "intake"

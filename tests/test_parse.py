@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from intake.domain import InboundMessage, usable_address
-from intake.mail.parse import parse_email
-from tests.support.factories import make_dsn, make_mail
+from intake.mail.parse import MAX_DEPTH, MAX_PARTS, parse_email
+from tests.support.factories import make_dsn, make_mail, many_parts_mail, nested_mail
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
@@ -380,3 +381,48 @@ def test_a_delivery_report_cites_what_it_returns_and_a_bounded_number_of_ids() -
     as_message = make_dsn("x@muster.example", returned=returned, returned_as="message/rfc822")
     assert parse_email(as_message, NOW).report_message_ids == ("<ours@example.com>",)
     assert parse_email(make_mail(headers={"In-Reply-To": "<m@x>"}), NOW).report_message_ids == ()
+
+
+def test_a_mail_of_5000_parts_is_read_up_to_the_limit_and_says_so() -> None:
+    raw = many_parts_mail(5_000)
+    msg = parse_email(raw, NOW)
+    assert msg.raw == raw and msg.sender == "it@muster.example" and msg.subject == "Viele Teile"
+    # The root is one part: its first MAX_PARTS - 1 children are read, no more.
+    assert f"Teil {MAX_PARTS - 1:05d}." in msg.body and f"Teil {MAX_PARTS:05d}." not in msg.body
+    assert "Teil 05000." not in msg.body
+    assert msg.parse_error is not None and "Nur teilweise gelesen" in msg.parse_error
+    assert f"mehr als {MAX_PARTS:,} MIME-Teile".replace(",", ".") in msg.parse_error
+
+
+def test_parts_beyond_the_limit_cost_no_time() -> None:
+    """50,000 parts (2 MB) took half a minute to parse; what is not read costs nothing."""
+    raw = many_parts_mail(50_000)
+    started = time.perf_counter()
+    msg = parse_email(raw, NOW)
+    assert time.perf_counter() - started < 10
+    assert msg.parse_error is not None and "Nur teilweise gelesen" in msg.parse_error
+
+
+def test_a_mail_nested_200_levels_deep_is_read_to_the_limit_and_says_so() -> None:
+    raw = nested_mail(200)
+    msg = parse_email(raw, NOW)
+    assert msg.raw == raw and msg.subject == "Tief verschachtelt"
+    assert msg.body == "oben"  # "ganz innen" lies 200 levels down, beyond the limit
+    assert msg.parse_error is not None and "Nur teilweise gelesen" in msg.parse_error
+    assert f"mehr als {MAX_DEPTH} Ebenen" in msg.parse_error
+
+
+def test_nesting_deeper_than_python_recurses_is_still_read_to_the_limit() -> None:
+    """The standard library's parser recurses per level: at 1,000 levels it raised
+    RecursionError and the whole mail was unreadable."""
+    raw = nested_mail(5_000)
+    msg = parse_email(raw, NOW)
+    assert msg.raw == raw and msg.subject == "Tief verschachtelt" and msg.body == "oben"
+    assert msg.parse_error is not None and "Nur teilweise gelesen" in msg.parse_error
+    assert "RecursionError" not in msg.parse_error
+
+
+def test_a_mail_within_the_limits_is_read_whole() -> None:
+    assert parse_email(nested_mail(MAX_DEPTH), NOW).body == "oben\n\nganz innen"
+    within = parse_email(many_parts_mail(MAX_PARTS - 1), NOW)
+    assert within.parse_error is None and f"Teil {MAX_PARTS - 1:05d}." in within.body

@@ -20,7 +20,7 @@ from intake.domain import Channel, InboxState, Outcome, Prediction, TicketStatus
 from intake.service import IntakeService
 from intake.triage import TriageWorker
 from tests.support.database import count
-from tests.support.factories import make_mail
+from tests.support.factories import make_mail, many_parts_mail, nested_mail
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)  # a Friday morning
 POISON = "GIFTPILLE"
@@ -285,3 +285,21 @@ def test_a_hostile_envelope_is_stored_and_the_mail_triaged(
         assert "\x00" not in (item.envelope_from or "") and len(item.envelope_from or "") <= 1000
         assert len(item.recipients) == 100 and len(item.peer or "") <= 1000
     assert count(sessions, "tickets") == 1
+
+
+def test_mail_of_too_many_parts_or_levels_becomes_a_held_ticket_with_its_bytes(
+    sessions: sessionmaker[Session], worker: TriageWorker
+) -> None:
+    acceptor = Acceptor(sessions)
+    raws = [many_parts_mail(5_000), nested_mail(5_000), make_mail()]
+    for raw in raws:
+        stored(acceptor, raw)
+    drain(worker)
+    assert count(sessions, "inbox", "state = 'done'") == 3 and count(sessions, "tickets") == 3
+    with sessions() as session:
+        for raw, subject in zip(raws[:2], ("Viele Teile", "Tief verschachtelt"), strict=True):
+            ticket = session.scalars(select(Ticket).where(Ticket.subject == subject)).one()
+            assert ticket.status is TicketStatus.HELD
+            message = session.scalars(select(Message).where(Message.ticket_id == ticket.id)).one()
+            assert message.raw == raw and "Nur teilweise gelesen" in (message.parse_error or "")
+    assert count(sessions, "outbox") == 1  # only the ordinary mail is answered

@@ -9,11 +9,14 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from email import message_from_bytes, policy
+from email import policy
+from email.feedparser import BytesFeedParser
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
+from email.policy import Policy
 from email.utils import getaddresses
 from html.parser import HTMLParser
+from typing import cast
 
 from intake.domain import (
     ENCODED_WORD,
@@ -29,6 +32,11 @@ MAX_LINE = 998  # RFC 5322 section 2.1.1: no header line, so no msg-id, is longe
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL, C1
 READABLE_LENGTH = 256
 # RFC 5321 section 4.1.2: a dot-atom local part of at most 64 octets (4.5.3.1.1) at a host name.
+# Bounded work per mail: MIME parts read (the mail itself is one), and levels of multiparts and
+# attached mails. What lies beyond is not read; it stays in the raw bytes for staff.
+MAX_PARTS = 1_000
+MAX_DEPTH = 20
+FEED_BYTES = 4096  # fed to the parser at a time; it stops within one such piece of a limit
 
 
 def parse_email(
@@ -36,9 +44,11 @@ def parse_email(
 ) -> InboundMessage:
     """Parse with the standard library's modern policy; a mail that cannot be read is still kept."""
     try:
-        msg = message_from_bytes(without_preamble(raw), policy=policy.default)
-        assert isinstance(msg, EmailMessage)
-        return _storable(_from_message(msg, raw, received_at, envelope_from))
+        msg, partly = _bounded_parse(without_preamble(raw))
+        found = _from_message(msg, raw, received_at, envelope_from)
+        if partly:
+            found = replace(found, parse_error=f"Nur teilweise gelesen: {partly}")
+        return _storable(found)
     except Exception as exc:  # the adapter boundary: nothing escapes, the bytes are kept
         name, address = _envelope_sender(envelope_from)
         return InboundMessage(
@@ -51,6 +61,73 @@ def parse_email(
             raw=raw,
             parse_error=storable_text(f"{type(exc).__name__}: {exc}"),
         )
+
+
+def _bounded_parse(data: bytes) -> tuple[EmailMessage, str]:
+    """The standard library's parse, read no further than MAX_PARTS parts and MAX_DEPTH levels;
+    with what was left unread ("" if nothing). The parser creates every part it meets and
+    recurses per level (RecursionError near 1,000), so it is fed piece by piece and stopped."""
+    made = 0
+
+    def counted(policy: Policy = policy.default) -> EmailMessage:  # called with policy=
+        nonlocal made
+        made += 1
+        return EmailMessage(policy)
+
+    parser = BytesFeedParser(_factory=counted, policy=policy.default)
+    made = 0  # the parser tries its factory once
+    many = deep = False
+    for start in range(0, len(data), FEED_BYTES):
+        parser.feed(data[start : start + FEED_BYTES])
+        # _msgstack: the parts being read, outermost first (CPython's email.feedparser).
+        many = made > MAX_PARTS
+        deep = len(getattr(parser, "_msgstack", ())) > MAX_DEPTH + 1
+        if many or deep:
+            break
+    msg = parser.close()
+    assert isinstance(msg, EmailMessage)
+    cut_many, cut_deep = _prune(msg)
+    unread = [f"mehr als {MAX_PARTS:,} MIME-Teile".replace(",", ".")] if many or cut_many else []
+    unread += [f"mehr als {MAX_DEPTH} Ebenen verschachtelt"] if deep or cut_deep else []
+    return msg, " und ".join(unread) + "; der Rest ist nur in den Rohdaten" if unread else ""
+
+
+def _prune(msg: Message) -> tuple[bool, bool]:
+    """Drop the parts after the first MAX_PARTS (in the order they come) and those deeper
+    than MAX_DEPTH; whether parts, levels were dropped. Iterative: a deep tree must not
+    recurse."""
+    kept, many, deep = 1, False, False
+    # The multiparts being walked, outermost first: each one's parts and the next to look at.
+    path: list[tuple[list[Message], int]] = []
+    if (top := _subparts(msg)) is not None:
+        path.append((top, 0))
+    while path:
+        parts, index = path[-1]
+        if index >= len(parts):
+            path.pop()
+            continue
+        if kept >= MAX_PARTS:
+            for open_parts, next_index in path:
+                del open_parts[next_index:]
+            many = True
+            break
+        path[-1] = (parts, index + 1)
+        part = parts[index]
+        kept += 1
+        children = _subparts(part)
+        if children:
+            if len(path) >= MAX_DEPTH:
+                del children[:]
+                deep = True
+            else:
+                path.append((children, 0))
+    return many, deep
+
+
+def _subparts(part: Message) -> list[Message] | None:
+    """The list a multipart or an attached mail holds its parts in (itself, to cut it)."""
+    payload = part.get_payload()
+    return cast("list[Message]", payload) if isinstance(payload, list) else None
 
 
 # A line that can start a header: an RFC 5322 field name (section 3.6.8), maybe blanks (4.5.8).

@@ -74,3 +74,37 @@ def make_dsn(
     text = "".join(f"{k}: {v}\r\n" for k, v in head.items()) + "\r\n"
     text += "".join(f"--B\r\n{part}" for part in parts) + "--B--\r\n"
     return text.encode()
+
+
+HEAD = (
+    b"From: Erika Muster <it@muster.example>\r\nTo: support@example.com\r\n"
+    b"Message-ID: <%s@muster.example>\r\nMIME-Version: 1.0\r\n"
+)
+
+
+def many_parts_mail(parts: int) -> bytes:
+    """One multipart/mixed with `parts` tiny text parts, "Teil 00001." and so on."""
+    body = b"".join(
+        b"--b\r\nContent-Type: text/plain\r\n\r\nTeil %05d.\r\n" % i for i in range(1, parts + 1)
+    )
+    return (
+        HEAD % b"parts%d" % parts
+        + b"Subject: Viele Teile\r\n"
+        + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        + body
+        + b"--b--\r\n"
+    )
+
+
+def nested_mail(depth: int) -> bytes:
+    """Multiparts `depth` levels deep; a text "oben" at the first level, "ganz innen" at the
+    deepest."""
+    out = HEAD % b"nested%d" % depth + b"Subject: Tief verschachtelt\r\n"
+    out += b'Content-Type: multipart/mixed; boundary="b0"\r\n\r\n'
+    out += b"--b0\r\nContent-Type: text/plain\r\n\r\noben\r\n"
+    for i in range(1, depth):
+        out += b'--b%d\r\nContent-Type: multipart/mixed; boundary="b%d"\r\n\r\n' % (i - 1, i)
+    out += b"--b%d\r\nContent-Type: text/plain\r\n\r\nganz innen\r\n" % (depth - 1)
+    for i in range(depth - 1, -1, -1):
+        out += b"--b%d--\r\n" % i
+    return out
