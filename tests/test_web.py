@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from datetime import UTC, datetime
 
 import pytest
@@ -16,6 +18,7 @@ from intake.mail.parse import parse_email
 from intake.passwords import hash_password
 from intake.service import IntakeService
 from intake.web.app import create_app
+from tests.support.command import INTAKE
 from tests.support.database import count
 from tests.support.factories import make_mail
 from tests.support.web import PASSWORD, csrf_of, login
@@ -283,3 +286,47 @@ def test_staff_can_train_a_model_with_their_decisions_through_the_gate(
     assert (
         len(list((ROOT / "models").glob("*.skops"))) == 1
     )  # the repository's models are untouched
+
+
+def replay(client: TestClient, cookie: str, path: str = "/") -> int:
+    """An attacker's request that carries only a captured session cookie."""
+    attacker = TestClient(client.app, follow_redirects=False)
+    attacker.cookies.set("intake_session", cookie)
+    return attacker.get(path).status_code
+
+
+def test_a_session_cookie_captured_before_logout_opens_no_page_afterwards(
+    client: TestClient,
+) -> None:
+    assert login(client) == 303
+    page = client.get("/")
+    captured = client.cookies["intake_session"]
+    assert replay(client, captured) == 200  # the cookie is the session ...
+    client.post("/logout", data={"csrf": csrf_of(page.text)})
+    # ... and after logout it opens nothing, not even for whoever kept a copy.
+    assert replay(client, captured) == 303
+    assert replay(client, captured, "/quality") == 303
+    assert login(client) == 303 and client.get("/").status_code == 200  # logging in again works
+
+
+def test_a_password_change_by_the_command_ends_every_session_of_that_account(
+    client: TestClient, cfg: Config
+) -> None:
+    assert login(client) == 303
+    other = TestClient(client.app, follow_redirects=False)
+    assert login(other) == 303
+    captured = client.cookies["intake_session"]
+    changed = subprocess.run(
+        [*INTAKE, "staff", "add", "anna"],
+        input="ein-ganz-neues-passwort\n",
+        env={**os.environ, "INTAKE_DATABASE__URL": cfg.database.url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert client.get("/").status_code == 303 and other.get("/").status_code == 303
+    assert replay(client, captured) == 303
+    assert login(client) == 401  # the old password is gone ...
+    assert login(client, "ein-ganz-neues-passwort") == 303  # ... the new one opens the pages
+    assert client.get("/").status_code == 200

@@ -22,7 +22,7 @@ from intake.config import Config
 from intake.corrections import training_corrections
 from intake.db import store
 from intake.domain import ContractModel, Priority
-from intake.passwords import check_login
+from intake.passwords import check_login, end_sessions, session_version
 from intake.replies import TEMPLATES_DIR
 from intake.staff import (
     StaffActionRefused,
@@ -80,14 +80,28 @@ def create_app(
     calendars = queries.Calendars(cfg)
 
     def page(request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
-        values.setdefault("staff", request.session.get("staff"))
+        values.setdefault("staff", getattr(request.state, "staff", None))
         values.setdefault("csrf", request.session.get("csrf", ""))
         return templates.TemplateResponse(
             request, f"web/{name}.html.j2", values, status_code=status_code
         )
 
+    def signed_in(request: Request) -> str | None:
+        """The staff member of this session, if the account still has the session's version
+        (logging out and a new password count it up; the database decides, not the cookie)."""
+        name, version = request.session.get("staff"), request.session.get("version")
+        if not isinstance(name, str) or not isinstance(version, int):
+            return None
+        with sessions() as session:
+            current = session_version(session, name)
+        if current != version:
+            request.session.clear()
+            return None
+        request.state.staff = name
+        return name
+
     def login_first(request: Request) -> RedirectResponse | None:
-        if request.session.get("staff"):
+        if signed_in(request) is not None:
             return None
         target = urlencode({"next": request.url.path})
         return RedirectResponse(f"/login?{target}", status_code=303)
@@ -158,18 +172,23 @@ def create_app(
             )
         with sessions.begin() as session:  # a login may upgrade an old password hash
             ok = check_login(session, name, password)
-        if not ok:
+            version = session_version(session, name) if ok else None
+        if version is None:
             limiter.failed(key)
             log.info("failed login for %r from %s", name, peer)
             return page(request, "login", 401, next=next, error="Name oder Passwort falsch.")
         limiter.succeeded(key)
         request.session.clear()  # a new session on login: nothing from before carries over
-        request.session.update(staff=name, csrf=new_token())
+        request.session.update(staff=name, version=version, csrf=new_token())
         return RedirectResponse(next if next.startswith("/") else "/", status_code=303)
 
     @app.post("/logout", response_model=None)
     def logout(request: Request, csrf: str = Form("")) -> Response:
         if same_token(request.session.get("csrf"), csrf):
+            name, version = request.session.get("staff"), request.session.get("version")
+            if isinstance(name, str) and isinstance(version, int):
+                with sessions.begin() as session:  # ends copies of this cookie too
+                    end_sessions(session, name, version)
             request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
