@@ -5,23 +5,29 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from classifier.model import PriorityModel
 from intake.config import Config
+from intake.db.engine import make_engine, make_sessions
 from intake.db.tables import Staff
 from intake.mail.parse import parse_email
 from intake.passwords import hash_password
 from intake.service import IntakeService
 from intake.web.app import create_app
 from tests.support.command import INTAKE
+from tests.support.config import make_config
 from tests.support.database import count
 from tests.support.factories import make_mail
-from tests.support.web import PASSWORD, csrf_of, login
+from tests.support.servers import AppThread
+from tests.support.web import PASSWORD, csrf_of, login, login_response
 
 RECEIVED = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)  # Wednesday 10:00 Berlin
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -330,3 +336,120 @@ def test_a_password_change_by_the_command_ends_every_session_of_that_account(
     assert login(client) == 401  # the old password is gone ...
     assert login(client, "ein-ganz-neues-passwort") == 303  # ... the new one opens the pages
     assert client.get("/").status_code == 200
+
+
+def with_web(cfg: Config, **values: object) -> Config:
+    return cfg.model_copy(update={"web": cfg.web.model_copy(update=values)})
+
+
+def test_guessing_from_ever_new_addresses_is_limited_per_account(client: TestClient) -> None:
+    answers = [
+        login(TestClient(client.app, follow_redirects=False, client=(f"10.0.{i}.1", 4000)), "x")
+        for i in range(20)
+    ]
+    assert answers == [401] * 20
+    blocked = login_response(
+        TestClient(client.app, follow_redirects=False, client=("10.0.99.1", 4000))
+    )
+    assert blocked.status_code == 429 and "Zu viele Fehlversuche" in blocked.text
+
+
+def test_forwarded_for_headers_from_loopback_do_not_dodge_the_login_limit(
+    tmp_path: Path, sqlite_url: str, model: PriorityModel
+) -> None:
+    """A real uvicorn: by default no proxy is trusted, not even one on loopback; a configured
+    proxy's X-Forwarded-For names the client (and then the per-account limit still holds)."""
+
+    def guesses(trusted: str, n: int) -> list[int]:
+        cfg = make_config(tmp_path, sqlite_url, INTAKE_WEB__TRUSTED_PROXIES=trusted)
+        with AppThread(cfg, model) as running:
+            port = running.app.web_port
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as web:
+                return [
+                    login(web, "falsch", headers={"X-Forwarded-For": f"203.0.113.{i}"})
+                    for i in range(n)
+                ]
+
+    engine = make_engine(sqlite_url)
+    with make_sessions(engine).begin() as session:
+        session.add(Staff(name="anna", password_hash=hash_password(PASSWORD), created_at=NOW))
+    engine.dispose()
+    assert guesses("[]", 6) == [401] * 5 + [429]
+    assert guesses('["127.0.0.1"]', 21) == [401] * 20 + [429]
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example",
+        "///evil.example",
+        "https://evil.example",
+        "http:evil.example",
+        "javascript:alert(1)",
+        "/\\evil.example",
+        "\\\\evil.example",
+        "/%5Cevil.example",
+        "/%5cevil.example",
+        "/%2F%2Fevil.example",
+        "/\t/evil.example",
+        "/\r\nSet-Cookie: x=1",
+        "/\x00",
+        "",
+        "evil.example",
+        "/" + "a" * 5000,
+    ],
+)
+def test_next_refuses_anything_but_a_local_path(target: str) -> None:
+    from intake.web.auth import local_path
+
+    assert local_path(target) == "/"
+
+
+@pytest.mark.parametrize("target", ["/", "/tickets/2026112510000001", "/?status=held", "/quality"])
+def test_next_keeps_a_local_path(target: str) -> None:
+    from intake.web.auth import local_path
+
+    assert local_path(target) == target
+
+
+def test_login_sends_nobody_elsewhere(client: TestClient) -> None:
+    for target in ["//evil.example", "/\\evil.example", "/%5Cevil", "https://evil.example"]:
+        form = client.get("/login", params={"next": target})
+        assert 'name="next" value="/"' in form.text
+        done = login_response(client, next=target)
+        assert done.status_code == 303 and done.headers["location"] == "/"
+    assert login_response(client, next="/quality").headers["location"] == "/quality"
+
+
+def test_a_flood_of_logins_waits_for_a_hashing_slot_and_is_then_turned_away(
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = create_app(
+        with_web(cfg, login_hash_concurrency=1, login_wait_seconds=0.2), sessions, lambda: NOW
+    )
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_check(session: Session, name: str, password: str) -> bool:
+        inside.set()
+        release.wait(5)
+        return False
+
+    monkeypatch.setattr("intake.web.app.check_login", slow_check)
+    first: list[int] = []
+    hashing = threading.Thread(
+        target=lambda: first.append(login(TestClient(app, follow_redirects=False), "x"))
+    )
+    hashing.start()
+    try:
+        assert inside.wait(10)
+        waiting = login_response(
+            TestClient(app, follow_redirects=False, client=("10.0.0.2", 4000)), "x"
+        )
+    finally:
+        release.set()
+        hashing.join(10)
+    assert waiting.status_code == 503 and "überlastet" in waiting.text
+    assert first == [401]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -33,7 +34,7 @@ from intake.staff import (
     reject_held,
 )
 from intake.web import queries
-from intake.web.auth import LoginLimiter, new_token, same_token
+from intake.web.auth import LoginLimiter, local_path, new_token, same_token
 
 log = logging.getLogger("intake.web")
 
@@ -46,6 +47,7 @@ REASONS = (
     "Frage oder Wunsch, keine Störung",
     "Vorschlag bestätigt",
 )
+MAX_NAME = 128  # characters of a staff name (the column's size)
 
 
 def create_app(
@@ -77,6 +79,8 @@ def create_app(
     env.filters["local"] = lambda d: d.astimezone(cfg.zone).strftime("%d.%m.%Y %H:%M") if d else "–"
     templates = Jinja2Templates(env=env)
     limiter = LoginLimiter(cfg.web.login_attempts, cfg.web.login_window_seconds)
+    account_limiter = LoginLimiter(cfg.web.login_attempts_per_account, cfg.web.login_window_seconds)
+    hashing = threading.BoundedSemaphore(cfg.web.login_hash_concurrency)
     calendars = queries.Calendars(cfg)
 
     def page(request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
@@ -146,7 +150,7 @@ def create_app(
     @app.get("/login", response_class=HTMLResponse)
     def login_form(request: Request, next: str = "/") -> HTMLResponse:
         request.session.setdefault("csrf", new_token())
-        return page(request, "login", next=next if next.startswith("/") else "/", error=None)
+        return page(request, "login", next=local_path(next), error=None)
 
     @app.post("/login", response_model=None)
     def login(
@@ -160,27 +164,46 @@ def create_app(
             return page(
                 request, "login", 403, next="/", error="Sitzung abgelaufen, bitte erneut anmelden."
             )
+        target = local_path(next)
+        wrong = "Name oder Passwort falsch."
+        if len(name) > MAX_NAME:  # no such account can exist
+            return page(request, "login", 401, next=target, error=wrong)
         peer = request.client.host if request.client else "?"
         key = (name, peer)
-        if limiter.blocked(key):
+        # Per address, and per account from anywhere: new addresses buy no more guesses.
+        if limiter.blocked(key) or account_limiter.blocked(name):
             return page(
                 request,
                 "login",
                 429,
-                next=next,
+                next=target,
                 error="Zu viele Fehlversuche. Bitte später erneut versuchen.",
             )
-        with sessions.begin() as session:  # a login may upgrade an old password hash
-            ok = check_login(session, name, password)
-            version = session_version(session, name) if ok else None
+        # A few argon2 checks at a time (19 MiB each): a flood of logins waits, then is refused.
+        if not hashing.acquire(timeout=cfg.web.login_wait_seconds):
+            log.warning("login for %r from %s refused: password checks busy", name, peer)
+            return page(
+                request,
+                "login",
+                503,
+                next=target,
+                error="Anmeldung gerade überlastet. Bitte gleich erneut versuchen.",
+            )
+        try:
+            with sessions.begin() as session:  # a login may upgrade an old password hash
+                ok = check_login(session, name, password)
+                version = session_version(session, name) if ok else None
+        finally:
+            hashing.release()
         if version is None:
             limiter.failed(key)
+            account_limiter.failed(name)
             log.info("failed login for %r from %s", name, peer)
-            return page(request, "login", 401, next=next, error="Name oder Passwort falsch.")
-        limiter.succeeded(key)
+            return page(request, "login", 401, next=target, error=wrong)
+        limiter.succeeded(key)  # the account's count runs out with the window
         request.session.clear()  # a new session on login: nothing from before carries over
         request.session.update(staff=name, version=version, csrf=new_token())
-        return RedirectResponse(next if next.startswith("/") else "/", status_code=303)
+        return RedirectResponse(target, status_code=303)
 
     @app.post("/logout", response_model=None)
     def logout(request: Request, csrf: str = Form("")) -> Response:
