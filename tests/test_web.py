@@ -421,6 +421,51 @@ def test_login_sends_nobody_elsewhere(client: TestClient) -> None:
     assert login_response(client, next="/quality").headers["location"] == "/quality"
 
 
+@pytest.mark.parametrize("path", ["/login", "/"])
+def test_staff_pages_are_neither_framed_nor_cached(client: TestClient, path: str) -> None:
+    assert login(client) == 303
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_malformed_parameters_answer_400_or_404_never_500(
+    client: TestClient, sessions: sessionmaker[Session]
+) -> None:
+    assert login(client) == 303
+    for params in [
+        {"page_number": "99999999999999999999999"},
+        {"page_number": "abc"},
+        {"page_number": "0"},
+        {"page_number": "1000001"},
+        {"priority": "Dringend"},
+        {"status": "gelöscht"},
+        {"customer": "K" * 5000},
+        {"customer": "K-1\x00"},
+    ]:
+        response = client.get("/", params=params)
+        assert (response.status_code, response.text) == (400, "Ungültige Anfrage."), params
+    for params in [
+        {"page_number": "1000000", "priority": "", "status": "", "customer": ""},
+        {"status": "closed", "priority": "Hoch", "customer": "K-1001"},
+    ]:
+        assert client.get("/", params=params).status_code == 200, params
+    for number in ["1" * 5000, "%00", "2026%0A"]:
+        assert client.get(f"/tickets/{number}").status_code == 404, number
+    number = held_number(client)
+    token = csrf_of(client.get(f"/tickets/{number}").text)
+    for path, data in [
+        (f"/tickets/{number}/priority", {"priority": "Hoch", "reason": "x", "note": "a\x00b"}),
+        (f"/tickets/{number}/held", {"action": "assign", "customer": "K-1\x00"}),
+        ("/tickets/%00/priority", {"priority": "Hoch", "reason": "x"}),
+        ("/tickets/%00/held", {"action": "accept"}),
+    ]:
+        response = client.post(path, data={**data, "csrf": token})
+        assert response.status_code in (400, 404), (path, response.status_code)
+    assert count(sessions, "corrections") == 0
+
+
 def test_a_flood_of_logins_waits_for_a_hashing_slot_and_is_then_turned_away(
     cfg: Config,
     sessions: sessionmaker[Session],

@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import FastAPI, Form, Request
+from fastapi import FastAPI, Form, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -22,7 +23,7 @@ from intake.clock import Clock, utcnow
 from intake.config import Config
 from intake.corrections import training_corrections
 from intake.db import store
-from intake.domain import ContractModel, Priority
+from intake.domain import ContractModel, Priority, TicketStatus
 from intake.passwords import check_login, end_sessions, session_version
 from intake.replies import TEMPLATES_DIR
 from intake.staff import (
@@ -47,7 +48,18 @@ REASONS = (
     "Frage oder Wunsch, keine Störung",
     "Vorschlag bestätigt",
 )
+PRIORITIES = frozenset(p.value for p in Priority)
+STATUSES = frozenset(s.value for s in TicketStatus)
+MAX_PAGE = 1_000_000
+MAX_NUMBER = 32  # characters of a ticket number (the column's size)
 MAX_NAME = 128  # characters of a staff name (the column's size)
+MALFORMED = "Ungültige Anfrage."
+
+
+def plain_text(value: str, lines: bool = False) -> bool:
+    """No control characters (PostgreSQL refuses NUL in text); `lines` allows line breaks."""
+    allowed = "\t\r\n" if lines else ""
+    return all(c.isprintable() or c in allowed for c in value)
 
 
 def create_app(
@@ -110,6 +122,9 @@ def create_app(
         target = urlencode({"next": request.url.path})
         return RedirectResponse(f"/login?{target}", status_code=303)
 
+    def plausible_number(number: str) -> bool:
+        return len(number) <= MAX_NUMBER and plain_text(number)
+
     def refuse_form(request: Request, csrf: str) -> Response | None:
         """Every form that changes something needs a login and the session's CSRF token."""
         if (redirect := login_first(request)) is not None:
@@ -127,7 +142,13 @@ def create_app(
         )
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Cache-Control"] = "no-store"
         return response
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, exc: RequestValidationError) -> Response:
+        return Response(MALFORMED, status_code=400)
 
     if telegram_webhook is not None and cfg.telegram.webhook_secret is not None:
         expected = cfg.telegram.webhook_secret.get_secret_value()
@@ -218,16 +239,20 @@ def create_app(
     @app.get("/", response_class=HTMLResponse, response_model=None)
     def review_queue(
         request: Request,
-        priority: str | None = None,
-        customer: str | None = None,
-        status: str | None = None,
-        page_number: int = 1,
+        priority: str = Query("", max_length=16),
+        customer: str = Query("", max_length=64),
+        status: str = Query("", max_length=16),
+        page_number: int = Query(1, ge=1, le=MAX_PAGE),
     ) -> Response:
         if (redirect := login_first(request)) is not None:
             return redirect
-        flt = queries.QueueFilter(
-            priority or None, customer or None, status or None, max(page_number, 1)
-        )
+        if (
+            (priority and priority not in PRIORITIES)
+            or (status and status not in STATUSES)
+            or not plain_text(customer)
+        ):
+            return Response(MALFORMED, status_code=400)
+        flt = queries.QueueFilter(priority or None, customer or None, status or None, page_number)
         with sessions() as session:
             rows, total = queries.queue(session, cfg, calendars, flt, clock())
             pages = max(1, -(-total // cfg.web.page_size))
@@ -242,9 +267,13 @@ def create_app(
             )
 
     @app.get("/tickets/{number}", response_class=HTMLResponse, response_model=None)
-    def ticket_page(request: Request, number: str, done: str | None = None) -> Response:
+    def ticket_page(
+        request: Request, number: str, done: str | None = Query(None, max_length=8)
+    ) -> Response:
         if (redirect := login_first(request)) is not None:
             return redirect
+        if not plausible_number(number):
+            return page(request, "missing", 404, number=number[:MAX_NUMBER])
         with sessions() as session:
             detail = queries.ticket_detail(session, number)
             if detail is None:
@@ -286,6 +315,10 @@ def create_app(
     ) -> Response:
         if (refused := refuse_form(request, csrf)) is not None:
             return refused
+        if not plausible_number(number):
+            return Response("Unbekanntes Ticket.", status_code=404)
+        if not (plain_text(reason) and plain_text(note, lines=True)):
+            return Response(MALFORMED, status_code=400)
         try:
             chosen = Priority(priority)
         except ValueError:
@@ -314,6 +347,10 @@ def create_app(
         """Accept, reject (with a templated answer) or assign a held request."""
         if (refused := refuse_form(request, csrf)) is not None:
             return refused
+        if not plausible_number(number):
+            return Response("Unbekanntes Ticket.", status_code=404)
+        if not (plain_text(reason, lines=True) and plain_text(customer)):
+            return Response(MALFORMED, status_code=400)
         staff = request.session["staff"]
         try:
             with sessions.begin() as session:
