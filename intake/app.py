@@ -165,6 +165,10 @@ class IntakeApp:
                 port=self.cfg.web.port,
                 log_level="warning",
                 lifespan="off",
+                # X-Forwarded-For only from web.trusted_proxies: uvicorn's default believes any
+                # process on loopback, which could then pick a new address for every login.
+                proxy_headers=bool(self.cfg.web.trusted_proxies),
+                forwarded_allow_ips=list(self.cfg.web.trusted_proxies),
             )
             self._web = QuietServer(config)
             self._web_task = asyncio.create_task(self._web.serve())

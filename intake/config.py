@@ -211,7 +211,25 @@ class WebConfig(Section):
     secure_cookies: bool = False  # set true behind HTTPS
     page_size: int = Field(default=50, ge=1, le=500)
     login_attempts: int = Field(default=5, ge=1)  # failed logins per name and address ...
+    login_attempts_per_account: int = Field(default=20, ge=1)  # ... per name, from anywhere ...
     login_window_seconds: int = Field(default=300, ge=1)  # ... within this window
+    # Passwords checked at once (argon2, 19 MiB each); a login waits this long for its turn,
+    # then is answered 503.
+    login_hash_concurrency: int = Field(default=2, ge=1, le=64)
+    login_wait_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Addresses or networks of reverse proxies whose X-Forwarded-For is believed; empty: none,
+    # the client address is the connection's own.
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for proxy in value:
+            try:
+                ipaddress.ip_network(proxy)  # as uvicorn reads it: no host bits
+            except ValueError:
+                raise ValueError(f"{proxy!r} is not an IP address or network") from None
+        return value
 
 
 class TelegramConfig(Section):

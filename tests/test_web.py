@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from classifier.model import PriorityModel
 from intake.config import Config
+from intake.db.engine import make_engine, make_sessions
 from intake.db.tables import Staff
 from intake.mail.parse import parse_email
 from intake.passwords import hash_password
 from intake.service import IntakeService
 from intake.web.app import create_app
+from tests.support.command import INTAKE
+from tests.support.config import make_config
 from tests.support.database import count
 from tests.support.factories import make_mail
-from tests.support.web import PASSWORD, csrf_of, login
+from tests.support.servers import AppThread
+from tests.support.web import PASSWORD, csrf_of, login, login_response
 
 RECEIVED = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)  # Wednesday 10:00 Berlin
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -283,3 +292,209 @@ def test_staff_can_train_a_model_with_their_decisions_through_the_gate(
     assert (
         len(list((ROOT / "models").glob("*.skops"))) == 1
     )  # the repository's models are untouched
+
+
+def replay(client: TestClient, cookie: str, path: str = "/") -> int:
+    """An attacker's request that carries only a captured session cookie."""
+    attacker = TestClient(client.app, follow_redirects=False)
+    attacker.cookies.set("intake_session", cookie)
+    return attacker.get(path).status_code
+
+
+def test_a_session_cookie_captured_before_logout_opens_no_page_afterwards(
+    client: TestClient,
+) -> None:
+    assert login(client) == 303
+    page = client.get("/")
+    captured = client.cookies["intake_session"]
+    assert replay(client, captured) == 200  # the cookie is the session ...
+    client.post("/logout", data={"csrf": csrf_of(page.text)})
+    # ... and after logout it opens nothing, not even for whoever kept a copy.
+    assert replay(client, captured) == 303
+    assert replay(client, captured, "/quality") == 303
+    assert login(client) == 303 and client.get("/").status_code == 200  # logging in again works
+
+
+def test_a_password_change_by_the_command_ends_every_session_of_that_account(
+    client: TestClient, cfg: Config
+) -> None:
+    assert login(client) == 303
+    other = TestClient(client.app, follow_redirects=False)
+    assert login(other) == 303
+    captured = client.cookies["intake_session"]
+    changed = subprocess.run(
+        [*INTAKE, "staff", "add", "anna"],
+        input="ein-ganz-neues-passwort\n",
+        env={**os.environ, "INTAKE_DATABASE__URL": cfg.database.url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert client.get("/").status_code == 303 and other.get("/").status_code == 303
+    assert replay(client, captured) == 303
+    assert login(client) == 401  # the old password is gone ...
+    assert login(client, "ein-ganz-neues-passwort") == 303  # ... the new one opens the pages
+    assert client.get("/").status_code == 200
+
+
+def with_web(cfg: Config, **values: object) -> Config:
+    return cfg.model_copy(update={"web": cfg.web.model_copy(update=values)})
+
+
+def test_guessing_from_ever_new_addresses_is_limited_per_account(client: TestClient) -> None:
+    answers = [
+        login(TestClient(client.app, follow_redirects=False, client=(f"10.0.{i}.1", 4000)), "x")
+        for i in range(20)
+    ]
+    assert answers == [401] * 20
+    blocked = login_response(
+        TestClient(client.app, follow_redirects=False, client=("10.0.99.1", 4000))
+    )
+    assert blocked.status_code == 429 and "Zu viele Fehlversuche" in blocked.text
+
+
+def test_forwarded_for_headers_from_loopback_do_not_dodge_the_login_limit(
+    tmp_path: Path, sqlite_url: str, model: PriorityModel
+) -> None:
+    """A real uvicorn: by default no proxy is trusted, not even one on loopback; a configured
+    proxy's X-Forwarded-For names the client (and then the per-account limit still holds)."""
+
+    def guesses(trusted: str, n: int) -> list[int]:
+        cfg = make_config(tmp_path, sqlite_url, INTAKE_WEB__TRUSTED_PROXIES=trusted)
+        with AppThread(cfg, model) as running:
+            port = running.app.web_port
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as web:
+                return [
+                    login(web, "falsch", headers={"X-Forwarded-For": f"203.0.113.{i}"})
+                    for i in range(n)
+                ]
+
+    engine = make_engine(sqlite_url)
+    with make_sessions(engine).begin() as session:
+        session.add(Staff(name="anna", password_hash=hash_password(PASSWORD), created_at=NOW))
+    engine.dispose()
+    assert guesses("[]", 6) == [401] * 5 + [429]
+    assert guesses('["127.0.0.1"]', 21) == [401] * 20 + [429]
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example",
+        "///evil.example",
+        "https://evil.example",
+        "http:evil.example",
+        "javascript:alert(1)",
+        "/\\evil.example",
+        "\\\\evil.example",
+        "/%5Cevil.example",
+        "/%5cevil.example",
+        "/%2F%2Fevil.example",
+        "/\t/evil.example",
+        "/\r\nSet-Cookie: x=1",
+        "/\x00",
+        "",
+        "evil.example",
+        "/" + "a" * 5000,
+    ],
+)
+def test_next_refuses_anything_but_a_local_path(target: str) -> None:
+    from intake.web.auth import local_path
+
+    assert local_path(target) == "/"
+
+
+@pytest.mark.parametrize("target", ["/", "/tickets/2026112510000001", "/?status=held", "/quality"])
+def test_next_keeps_a_local_path(target: str) -> None:
+    from intake.web.auth import local_path
+
+    assert local_path(target) == target
+
+
+def test_login_sends_nobody_elsewhere(client: TestClient) -> None:
+    for target in ["//evil.example", "/\\evil.example", "/%5Cevil", "https://evil.example"]:
+        form = client.get("/login", params={"next": target})
+        assert 'name="next" value="/"' in form.text
+        done = login_response(client, next=target)
+        assert done.status_code == 303 and done.headers["location"] == "/"
+    assert login_response(client, next="/quality").headers["location"] == "/quality"
+
+
+@pytest.mark.parametrize("path", ["/login", "/"])
+def test_staff_pages_are_neither_framed_nor_cached(client: TestClient, path: str) -> None:
+    assert login(client) == 303
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_malformed_parameters_answer_400_or_404_never_500(
+    client: TestClient, sessions: sessionmaker[Session]
+) -> None:
+    assert login(client) == 303
+    for params in [
+        {"page_number": "99999999999999999999999"},
+        {"page_number": "abc"},
+        {"page_number": "0"},
+        {"page_number": "1000001"},
+        {"priority": "Dringend"},
+        {"status": "gelöscht"},
+        {"customer": "K" * 5000},
+        {"customer": "K-1\x00"},
+    ]:
+        response = client.get("/", params=params)
+        assert (response.status_code, response.text) == (400, "Ungültige Anfrage."), params
+    for params in [
+        {"page_number": "1000000", "priority": "", "status": "", "customer": ""},
+        {"status": "closed", "priority": "Hoch", "customer": "K-1001"},
+    ]:
+        assert client.get("/", params=params).status_code == 200, params
+    for number in ["1" * 5000, "%00", "2026%0A"]:
+        assert client.get(f"/tickets/{number}").status_code == 404, number
+    number = held_number(client)
+    token = csrf_of(client.get(f"/tickets/{number}").text)
+    for path, data in [
+        (f"/tickets/{number}/priority", {"priority": "Hoch", "reason": "x", "note": "a\x00b"}),
+        (f"/tickets/{number}/held", {"action": "assign", "customer": "K-1\x00"}),
+        ("/tickets/%00/priority", {"priority": "Hoch", "reason": "x"}),
+        ("/tickets/%00/held", {"action": "accept"}),
+    ]:
+        response = client.post(path, data={**data, "csrf": token})
+        assert response.status_code in (400, 404), (path, response.status_code)
+    assert count(sessions, "corrections") == 0
+
+
+def test_a_flood_of_logins_waits_for_a_hashing_slot_and_is_then_turned_away(
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = create_app(
+        with_web(cfg, login_hash_concurrency=1, login_wait_seconds=0.2), sessions, lambda: NOW
+    )
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_check(session: Session, name: str, password: str) -> bool:
+        inside.set()
+        release.wait(5)
+        return False
+
+    monkeypatch.setattr("intake.web.app.check_login", slow_check)
+    first: list[int] = []
+    hashing = threading.Thread(
+        target=lambda: first.append(login(TestClient(app, follow_redirects=False), "x"))
+    )
+    hashing.start()
+    try:
+        assert inside.wait(10)
+        waiting = login_response(
+            TestClient(app, follow_redirects=False, client=("10.0.0.2", 4000)), "x"
+        )
+    finally:
+        release.set()
+        hashing.join(10)
+    assert waiting.status_code == 503 and "überlastet" in waiting.text
+    assert first == [401]

@@ -220,10 +220,7 @@ def cmd_contracts_show(cfg: Config, args: argparse.Namespace) -> int:
 def cmd_staff_add(cfg: Config, args: argparse.Namespace) -> int:
     import getpass
 
-    from sqlalchemy import select
-
-    from intake.db.tables import Staff
-    from intake.passwords import hash_password
+    from intake.passwords import set_password
 
     if sys.stdin.isatty():
         password = getpass.getpass(f"Passwort für {args.name}: ")
@@ -237,13 +234,9 @@ def cmd_staff_add(cfg: Config, args: argparse.Namespace) -> int:
         return 1
     sessions = make_sessions(make_engine(cfg.database.url))
     with sessions.begin() as session:
-        account = session.scalars(select(Staff).where(Staff.name == args.name)).first()
-        if account is None:
-            session.add(
-                Staff(name=args.name, password_hash=hash_password(password), created_at=utcnow())
-            )
-            print(f"staff account {args.name} created")
-        else:
-            account.password_hash = hash_password(password)
-            print(f"password of {args.name} changed")
+        created = set_password(session, args.name, password, utcnow())
+    if created:
+        print(f"staff account {args.name} created")
+    else:
+        print(f"password of {args.name} changed; its sessions on the staff pages have ended")
     return 0

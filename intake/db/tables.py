@@ -331,13 +331,16 @@ class Attachment(Base):
 
 
 class Staff(Base):
-    """A staff account for the web pages; the password is stored as an argon2 hash."""
+    """A staff account for the web pages; the password is stored as an argon2 hash.
+    A login keeps `session_version` in its cookie; logging out or a new password counts it up,
+    which ends every session signed with the old number."""
 
     __tablename__ = "staff"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime]
 
 

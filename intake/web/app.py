@@ -5,11 +5,13 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import FastAPI, Form, Request
+from fastapi import FastAPI, Form, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -21,8 +23,8 @@ from intake.clock import Clock, utcnow
 from intake.config import Config
 from intake.corrections import training_corrections
 from intake.db import store
-from intake.domain import ContractModel, Priority
-from intake.passwords import check_login
+from intake.domain import ContractModel, Priority, TicketStatus
+from intake.passwords import check_login, end_sessions, session_version
 from intake.replies import TEMPLATES_DIR
 from intake.staff import (
     StaffActionRefused,
@@ -33,7 +35,7 @@ from intake.staff import (
     reject_held,
 )
 from intake.web import queries
-from intake.web.auth import LoginLimiter, new_token, same_token
+from intake.web.auth import LoginLimiter, local_path, new_token, same_token
 
 log = logging.getLogger("intake.web")
 
@@ -46,6 +48,18 @@ REASONS = (
     "Frage oder Wunsch, keine Störung",
     "Vorschlag bestätigt",
 )
+PRIORITIES = frozenset(p.value for p in Priority)
+STATUSES = frozenset(s.value for s in TicketStatus)
+MAX_PAGE = 1_000_000
+MAX_NUMBER = 32  # characters of a ticket number (the column's size)
+MAX_NAME = 128  # characters of a staff name (the column's size)
+MALFORMED = "Ungültige Anfrage."
+
+
+def plain_text(value: str, lines: bool = False) -> bool:
+    """No control characters (PostgreSQL refuses NUL in text); `lines` allows line breaks."""
+    allowed = "\t\r\n" if lines else ""
+    return all(c.isprintable() or c in allowed for c in value)
 
 
 def create_app(
@@ -77,20 +91,39 @@ def create_app(
     env.filters["local"] = lambda d: d.astimezone(cfg.zone).strftime("%d.%m.%Y %H:%M") if d else "–"
     templates = Jinja2Templates(env=env)
     limiter = LoginLimiter(cfg.web.login_attempts, cfg.web.login_window_seconds)
+    account_limiter = LoginLimiter(cfg.web.login_attempts_per_account, cfg.web.login_window_seconds)
+    hashing = threading.BoundedSemaphore(cfg.web.login_hash_concurrency)
     calendars = queries.Calendars(cfg)
 
     def page(request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
-        values.setdefault("staff", request.session.get("staff"))
+        values.setdefault("staff", getattr(request.state, "staff", None))
         values.setdefault("csrf", request.session.get("csrf", ""))
         return templates.TemplateResponse(
             request, f"web/{name}.html.j2", values, status_code=status_code
         )
 
+    def signed_in(request: Request) -> str | None:
+        """The staff member of this session, if the account still has the session's version
+        (logging out and a new password count it up; the database decides, not the cookie)."""
+        name, version = request.session.get("staff"), request.session.get("version")
+        if not isinstance(name, str) or not isinstance(version, int):
+            return None
+        with sessions() as session:
+            current = session_version(session, name)
+        if current != version:
+            request.session.clear()
+            return None
+        request.state.staff = name
+        return name
+
     def login_first(request: Request) -> RedirectResponse | None:
-        if request.session.get("staff"):
+        if signed_in(request) is not None:
             return None
         target = urlencode({"next": request.url.path})
         return RedirectResponse(f"/login?{target}", status_code=303)
+
+    def plausible_number(number: str) -> bool:
+        return len(number) <= MAX_NUMBER and plain_text(number)
 
     def refuse_form(request: Request, csrf: str) -> Response | None:
         """Every form that changes something needs a login and the session's CSRF token."""
@@ -109,7 +142,13 @@ def create_app(
         )
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Cache-Control"] = "no-store"
         return response
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, exc: RequestValidationError) -> Response:
+        return Response(MALFORMED, status_code=400)
 
     if telegram_webhook is not None and cfg.telegram.webhook_secret is not None:
         expected = cfg.telegram.webhook_secret.get_secret_value()
@@ -132,7 +171,7 @@ def create_app(
     @app.get("/login", response_class=HTMLResponse)
     def login_form(request: Request, next: str = "/") -> HTMLResponse:
         request.session.setdefault("csrf", new_token())
-        return page(request, "login", next=next if next.startswith("/") else "/", error=None)
+        return page(request, "login", next=local_path(next), error=None)
 
     @app.post("/login", response_model=None)
     def login(
@@ -146,46 +185,74 @@ def create_app(
             return page(
                 request, "login", 403, next="/", error="Sitzung abgelaufen, bitte erneut anmelden."
             )
+        target = local_path(next)
+        wrong = "Name oder Passwort falsch."
+        if len(name) > MAX_NAME:  # no such account can exist
+            return page(request, "login", 401, next=target, error=wrong)
         peer = request.client.host if request.client else "?"
         key = (name, peer)
-        if limiter.blocked(key):
+        # Per address, and per account from anywhere: new addresses buy no more guesses.
+        if limiter.blocked(key) or account_limiter.blocked(name):
             return page(
                 request,
                 "login",
                 429,
-                next=next,
+                next=target,
                 error="Zu viele Fehlversuche. Bitte später erneut versuchen.",
             )
-        with sessions.begin() as session:  # a login may upgrade an old password hash
-            ok = check_login(session, name, password)
-        if not ok:
+        # A few argon2 checks at a time (19 MiB each): a flood of logins waits, then is refused.
+        if not hashing.acquire(timeout=cfg.web.login_wait_seconds):
+            log.warning("login for %r from %s refused: password checks busy", name, peer)
+            return page(
+                request,
+                "login",
+                503,
+                next=target,
+                error="Anmeldung gerade überlastet. Bitte gleich erneut versuchen.",
+            )
+        try:
+            with sessions.begin() as session:  # a login may upgrade an old password hash
+                ok = check_login(session, name, password)
+                version = session_version(session, name) if ok else None
+        finally:
+            hashing.release()
+        if version is None:
             limiter.failed(key)
+            account_limiter.failed(name)
             log.info("failed login for %r from %s", name, peer)
-            return page(request, "login", 401, next=next, error="Name oder Passwort falsch.")
-        limiter.succeeded(key)
+            return page(request, "login", 401, next=target, error=wrong)
+        limiter.succeeded(key)  # the account's count runs out with the window
         request.session.clear()  # a new session on login: nothing from before carries over
-        request.session.update(staff=name, csrf=new_token())
-        return RedirectResponse(next if next.startswith("/") else "/", status_code=303)
+        request.session.update(staff=name, version=version, csrf=new_token())
+        return RedirectResponse(target, status_code=303)
 
     @app.post("/logout", response_model=None)
     def logout(request: Request, csrf: str = Form("")) -> Response:
         if same_token(request.session.get("csrf"), csrf):
+            name, version = request.session.get("staff"), request.session.get("version")
+            if isinstance(name, str) and isinstance(version, int):
+                with sessions.begin() as session:  # ends copies of this cookie too
+                    end_sessions(session, name, version)
             request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
     @app.get("/", response_class=HTMLResponse, response_model=None)
     def review_queue(
         request: Request,
-        priority: str | None = None,
-        customer: str | None = None,
-        status: str | None = None,
-        page_number: int = 1,
+        priority: str = Query("", max_length=16),
+        customer: str = Query("", max_length=64),
+        status: str = Query("", max_length=16),
+        page_number: int = Query(1, ge=1, le=MAX_PAGE),
     ) -> Response:
         if (redirect := login_first(request)) is not None:
             return redirect
-        flt = queries.QueueFilter(
-            priority or None, customer or None, status or None, max(page_number, 1)
-        )
+        if (
+            (priority and priority not in PRIORITIES)
+            or (status and status not in STATUSES)
+            or not plain_text(customer)
+        ):
+            return Response(MALFORMED, status_code=400)
+        flt = queries.QueueFilter(priority or None, customer or None, status or None, page_number)
         with sessions() as session:
             rows, total = queries.queue(session, cfg, calendars, flt, clock())
             pages = max(1, -(-total // cfg.web.page_size))
@@ -200,9 +267,13 @@ def create_app(
             )
 
     @app.get("/tickets/{number}", response_class=HTMLResponse, response_model=None)
-    def ticket_page(request: Request, number: str, done: str | None = None) -> Response:
+    def ticket_page(
+        request: Request, number: str, done: str | None = Query(None, max_length=8)
+    ) -> Response:
         if (redirect := login_first(request)) is not None:
             return redirect
+        if not plausible_number(number):
+            return page(request, "missing", 404, number=number[:MAX_NUMBER])
         with sessions() as session:
             detail = queries.ticket_detail(session, number)
             if detail is None:
@@ -244,6 +315,10 @@ def create_app(
     ) -> Response:
         if (refused := refuse_form(request, csrf)) is not None:
             return refused
+        if not plausible_number(number):
+            return Response("Unbekanntes Ticket.", status_code=404)
+        if not (plain_text(reason) and plain_text(note, lines=True)):
+            return Response(MALFORMED, status_code=400)
         try:
             chosen = Priority(priority)
         except ValueError:
@@ -272,6 +347,10 @@ def create_app(
         """Accept, reject (with a templated answer) or assign a held request."""
         if (refused := refuse_form(request, csrf)) is not None:
             return refused
+        if not plausible_number(number):
+            return Response("Unbekanntes Ticket.", status_code=404)
+        if not (plain_text(reason, lines=True) and plain_text(customer)):
+            return Response(MALFORMED, status_code=400)
         staff = request.session["staff"]
         try:
             with sessions.begin() as session:

@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import re
 
-from fastapi.testclient import TestClient
+import httpx
 
 PASSWORD = "richtig-langes-passwort"
 
 
-def login(client: TestClient, password: str = PASSWORD) -> int:
-    page = client.get("/login")
-    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert token
+def login(
+    client: httpx.Client,
+    password: str = PASSWORD,
+    next: str = "/",
+    headers: dict[str, str] | None = None,
+) -> int:
+    return login_response(client, password, next, headers).status_code
+
+
+def login_response(
+    client: httpx.Client,
+    password: str = PASSWORD,
+    next: str = "/",
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    page = client.get("/login", headers=headers)
     return client.post(
-        "/login", data={"name": "anna", "password": password, "csrf": token.group(1), "next": "/"}
-    ).status_code
+        "/login",
+        data={"name": "anna", "password": password, "csrf": csrf_of(page.text), "next": next},
+        headers=headers,
+    )
 
 
 def csrf_of(html: str) -> str:
