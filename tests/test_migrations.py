@@ -80,3 +80,22 @@ def test_a_version_1_database_with_tickets_upgrades_to_head_with_everything_kept
         if engine.dialect.name == "sqlite":
             assert c.execute(text("pragma foreign_key_check")).all() == []
     engine.dispose()
+
+
+def test_the_migrations_build_exactly_the_tables_the_code_uses(empty_url: str) -> None:
+    """A column the models have and no migration creates fails in production, not in tests
+    that build from the same migrations: compare the migrated schema with the models."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from intake.db.tables import Base
+
+    upgrade(empty_url)
+    engine = make_engine(empty_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            differences = compare_metadata(context, Base.metadata)
+    finally:
+        engine.dispose()
+    assert differences == []

@@ -1,4 +1,5 @@
-"""sender authentication: per message and ticket, per-customer mode
+"""sender authentication: per message and ticket, per-customer mode; messages.direction as
+wide as the model's state column
 
 Revision ID: 0011
 Revises: 0010
@@ -24,6 +25,9 @@ def upgrade() -> None:
     with op.batch_alter_table('tickets') as batch:
         batch.add_column(sa.Column('sender_auth', sa.String(length=16), nullable=True))
     with op.batch_alter_table('messages') as batch:
+        batch.alter_column(
+            'direction', existing_type=sa.String(length=8), type_=sa.String(length=16)
+        )
         batch.add_column(sa.Column('sender_auth', sa.String(length=16), nullable=True))
         batch.add_column(
             sa.Column('sender_auth_reasons', sa.JSON(), nullable=False, server_default='[]')
@@ -34,6 +38,9 @@ def downgrade() -> None:
     with op.batch_alter_table('messages') as batch:
         batch.drop_column('sender_auth_reasons')
         batch.drop_column('sender_auth')
+        batch.alter_column(
+            'direction', existing_type=sa.String(length=16), type_=sa.String(length=8)
+        )
     with op.batch_alter_table('tickets') as batch:
         batch.drop_column('sender_auth')
     with op.batch_alter_table('customers') as batch:
