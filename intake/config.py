@@ -44,6 +44,13 @@ def off_is_a_word(value: Any) -> Any:
     return "off" if value is False else value
 
 
+def comma_separated(value: Any) -> Any:
+    """From the environment a list may be written "a,b" (or as a YAML list)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
 class ConfigError(Exception):
     """A configuration that cannot be used; the message names the key and the reason."""
 
@@ -173,13 +180,7 @@ class MailConfig(Section):
 
     _off = field_validator("sender_auth", mode="before")(off_is_a_word)
 
-    @field_validator("trusted_authserv_ids", "dns_servers", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
-        """From the environment a list may be written "a,b"."""
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+    _lists = field_validator("trusted_authserv_ids", "dns_servers", mode="before")(comma_separated)
 
     @field_validator("dns_servers")
     @classmethod
@@ -220,6 +221,8 @@ class WebConfig(Section):
     # Addresses or networks of reverse proxies whose X-Forwarded-For is believed; empty: none,
     # the client address is the connection's own.
     trusted_proxies: tuple[str, ...] = ()
+
+    _lists = field_validator("trusted_proxies", mode="before")(comma_separated)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -232,3 +232,24 @@ def test_relay_credentials_without_tls_on_loopback_are_allowed(host: str) -> Non
         "INTAKE_RELAY__USERNAME": "intake",
     }
     assert load_config(ROOT / "config.yaml", env).relay.username == "intake"
+
+
+def test_sender_auth_and_address_lists_from_the_environment() -> None:
+    env = {
+        "INTAKE_MAIL__SENDER_AUTH": "off",  # YAML would read a bare off as false
+        "INTAKE_MAIL__TRUSTED_AUTHSERV_IDS": "mx1.example.com, mx2.example.com",
+        "INTAKE_MAIL__DNS_SERVERS": "[127.0.0.1:5353]",
+        "INTAKE_WEB__TRUSTED_PROXIES": "127.0.0.1,10.0.0.0/8",
+    }
+    cfg = load_config(ROOT / "config.yaml", env)
+    assert cfg.mail.sender_auth == "off"
+    assert cfg.mail.trusted_authserv_ids == ("mx1.example.com", "mx2.example.com")
+    assert cfg.mail.dns_servers == ("127.0.0.1:5353",)
+    assert cfg.web.trusted_proxies == ("127.0.0.1", "10.0.0.0/8")
+    for key, value, reason in [
+        ("INTAKE_MAIL__SENDER_AUTH", "strict", "mail.sender_auth"),
+        ("INTAKE_MAIL__DNS_SERVERS", "ns.example.com", "not an IP address"),
+        ("INTAKE_MAIL__DNS_SERVERS", "127.0.0.1:99999", "no valid port"),
+    ]:
+        with pytest.raises(ConfigError, match=reason):
+            load_config(ROOT / "config.yaml", {key: value})
