@@ -24,6 +24,7 @@ from intake.db.engine import make_engine, make_sessions
 from intake.db.migrate import upgrade
 from tests.support.config import FIXED_NOW, ROOT, make_config, missing_service
 from tests.support.database import PG_ADMIN, create_pg_database, drop_pg_database
+from tests.support.dns import DkimKey, LocalDns
 from tests.support.network import free_port
 from tests.support.servers import Dovecot
 
@@ -128,3 +129,18 @@ def sessions(engine: Engine, cfg: Config) -> sessionmaker[Session]:
             session, parse_customers(ROOT / "examples" / "customers.yaml"), cfg, FIXED_NOW
         )
     return factory
+
+
+@pytest.fixture(scope="session")
+def key() -> DkimKey:
+    """The DKIM key of muster.example (customer K-1001)."""
+    return DkimKey("muster.example")
+
+
+@pytest.fixture
+def dns(key: DkimKey) -> Iterator[LocalDns]:
+    """A DNS server on loopback that publishes `key`; tests add the records they need."""
+    server = LocalDns().start()
+    server.publish(key.name, key.record)
+    yield server
+    server.stop()

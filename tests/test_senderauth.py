@@ -4,7 +4,6 @@ would write them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,19 +19,11 @@ CUSTOMER = "it@muster.example"
 PEER = "127.0.0.1:40000"
 
 
-@pytest.fixture(scope="module")
-def key() -> DkimKey:
-    return DkimKey("muster.example")
-
-
-@pytest.fixture
-def dns(key: DkimKey) -> Iterator[LocalDns]:
-    server = LocalDns().start()
-    server.publish(key.name, key.record)
-    server.publish("muster.example", "v=spf1 ip4:192.0.2.10 -all")
-    server.publish("_dmarc.muster.example", "v=DMARC1; p=reject")
-    yield server
-    server.stop()
+@pytest.fixture(autouse=True)
+def records(dns: LocalDns) -> None:
+    """muster.example sends from 192.0.2.10 and asks receivers to reject what fails DMARC."""
+    dns.publish("muster.example", "v=spf1 ip4:192.0.2.10 -all")
+    dns.publish("_dmarc.muster.example", "v=DMARC1; p=reject")
 
 
 def config(tmp_path: Path, dns: LocalDns, **env: str) -> Config:

@@ -31,19 +31,6 @@ OTHER = "helpdesk@beispiel.example"  # K-1002, Professional
 ATTACKER_PEER = "203.0.113.5:4711"
 
 
-@pytest.fixture(scope="module")
-def key() -> DkimKey:
-    return DkimKey("muster.example")
-
-
-@pytest.fixture
-def dns(key: DkimKey) -> Iterator[LocalDns]:
-    server = LocalDns().start()
-    server.publish(key.name, key.record)
-    yield server
-    server.stop()
-
-
 class Intake:
     """The door and triage on a migrated SQLite database with the example customers."""
 
