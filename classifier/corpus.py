@@ -22,6 +22,8 @@ class Example:
     body: str
     priority: Priority
     hard_case: str | None
+    service: str | None = None  # the Leistungskatalog id it calls off (catalogue: in config.yaml)
+    scenario: str = ""  # rows about one situation share it: grouped folds keep them together
 
     @property
     def text(self) -> str:
@@ -50,6 +52,8 @@ def load_corpus(directory: Path = CORPUS_DIR) -> list[Example]:
                         body=row["body"],
                         priority=Priority(row["priority"]),
                         hard_case=row.get("hard_case"),
+                        service=row.get("service"),
+                        scenario=row.get("scenario") or row["id"],
                     )
                 )
             except (ValueError, KeyError) as exc:

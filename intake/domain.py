@@ -266,6 +266,9 @@ class Prediction:
     model_version: str
     needs_review: bool
     explanation: Explanation = field(default_factory=Explanation)
+    # The Leistungskatalog entry the request calls off (the classifier's second head), if any.
+    service: str | None = None
+    service_confidence: float | None = None
 
     @property
     def possibly_critical(self) -> bool:
