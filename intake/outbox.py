@@ -32,11 +32,23 @@ class PermanentFailure(Exception):
     """The relay refused the message for good (5xx); retrying would not help."""
 
 
+class Deferred(Exception):
+    """Not tried: an earlier message to the same recipient failed and waits for its retry, and
+    a later one must not overtake it (a chat would read the answers out of order)."""
+
+    def __init__(self, attempts: int) -> None:
+        super().__init__("wartet auf eine frühere Nachricht an denselben Empfänger")
+        self.attempts = attempts  # the earlier message's: this one is retried with it
+
+
 @dataclass(frozen=True)
 class Envelope:
     id: int
     recipient: str
     payload: bytes
+
+
+Job = tuple[Envelope, str, int]  # what to send, its channel, the attempts so far
 
 
 class Relay(Protocol):
@@ -179,22 +191,48 @@ class OutboxSender:
                 limit=self.cfg.batch_size,
                 channels=tuple(self.relays),
             )
-            batch = [(Envelope(i.id, i.recipient, i.payload), i.channel, i.attempts) for i in items]
+            batch: list[Job] = [
+                (Envelope(i.id, i.recipient, i.payload), i.channel, i.attempts) for i in items
+            ]
         if not batch:
             return 0
-        outcomes = list(self._pool.map(self._deliver, batch))
+        # Several recipients at once, but each recipient's messages one after another, in the
+        # order they were queued.
+        queues: dict[tuple[str, str], list[Job]] = {}
+        for job in sorted(batch, key=lambda job: job[0].id):
+            queues.setdefault((job[1], job[0].recipient), []).append(job)
+        done = [
+            (job, error)
+            for jobs, errors in zip(
+                queues.values(),
+                self._pool.map(self._deliver_in_order, queues.values()),
+                strict=True,
+            )
+            for job, error in zip(jobs, errors, strict=True)
+        ]
         with self.sessions.begin() as session:
-            for (envelope, _, attempts), error in zip(batch, outcomes, strict=True):
+            for (envelope, _, attempts), error in done:
                 self._record(session, envelope, attempts, error)
-        return sum(1 for error in outcomes if error is None)
+        return sum(1 for _, error in done if error is None)
 
-    def _deliver(self, job: tuple[Envelope, str, int]) -> Exception | None:
-        envelope, channel, _ = job
-        try:
-            self.relays[channel].deliver(envelope)
-        except Exception as exc:
-            return exc
-        return None
+    def _deliver_in_order(self, jobs: list[Job]) -> list[Exception | None]:
+        """Deliver one recipient's messages in order; after a failure the rest wait for it."""
+        outcomes: list[Exception | None] = []
+        waiting: int | None = None  # the attempts of the message that failed
+        for envelope, channel, attempts in jobs:
+            if waiting is not None:
+                outcomes.append(Deferred(waiting))
+                continue
+            try:
+                self.relays[channel].deliver(envelope)
+            except PermanentFailure as exc:
+                outcomes.append(exc)  # given up for good: the next one may go
+            except Exception as exc:
+                outcomes.append(exc)
+                waiting = attempts
+            else:
+                outcomes.append(None)
+        return outcomes
 
     def _record(
         self, session: Session, envelope: Envelope, attempts: int, error: Exception | None
@@ -202,28 +240,32 @@ class OutboxSender:
         item_id = envelope.id
         if error is None:
             store.mark_sent(session, item_id, self.clock())
+        elif isinstance(error, Deferred):
+            row = store.mark_failed(
+                session, item_id, str(error), self.clock() + self._backoff(error.attempts)
+            )
+            row.attempts -= 1  # it was not tried
         elif isinstance(error, PermanentFailure):
             row = store.mark_failed(session, item_id, str(error), self.clock())
             row.status = OutboxStatus.FAILED
             log.error("outbox %s to %s refused for good: %s", item_id, envelope.recipient, error)
         else:
-            delay = min(
-                self.cfg.retry_base_seconds * 2 ** (attempts - 1), self.cfg.retry_max_seconds
-            )
+            delay = self._backoff(attempts)
             store.mark_failed(
-                session,
-                item_id,
-                f"{type(error).__name__}: {error}",
-                self.clock() + timedelta(seconds=delay),
+                session, item_id, f"{type(error).__name__}: {error}", self.clock() + delay
             )
             log.warning(
                 "outbox %s to %s failed (attempt %s), retry in %.0fs: %s",
                 item_id,
                 envelope.recipient,
                 attempts,
-                delay,
+                delay.total_seconds(),
                 error,
             )
+
+    def _backoff(self, attempts: int) -> timedelta:
+        seconds = self.cfg.retry_base_seconds * 2 ** (attempts - 1)
+        return timedelta(seconds=min(seconds, self.cfg.retry_max_seconds))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

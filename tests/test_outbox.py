@@ -65,10 +65,11 @@ def test_replies_wait_while_the_relay_is_down_and_go_out_once_when_it_is_back(
         "support@example.com",
     )
     sender = OutboxSender(queued, relay, cfg.outbox, clock)
-    assert sender.run_once() == 0  # nothing listens: both fail
-    assert statuses(queued) == [("pending", 1), ("pending", 1)]
+    # Nothing listens: the first fails, the second (same recipient) waits behind it untried.
+    assert sender.run_once() == 0
+    assert statuses(queued) == [("pending", 1), ("pending", 0)]
     assert sender.run_once() == 0  # backoff: not due again yet
-    assert statuses(queued) == [("pending", 1), ("pending", 1)]
+    assert statuses(queued) == [("pending", 1), ("pending", 0)]
     sink = Sink()
     controller = Controller(sink, hostname="127.0.0.1", port=relay_port)
     controller.start()
@@ -80,7 +81,7 @@ def test_replies_wait_while_the_relay_is_down_and_go_out_once_when_it_is_back(
     finally:
         controller.stop()
     assert [r[1] for r in sink.received] == [["it@muster.example"], ["it@muster.example"]]
-    assert statuses(queued) == [("sent", 2), ("sent", 2)]
+    assert statuses(queued) == [("sent", 2), ("sent", 1)]
 
 
 def test_a_refused_recipient_is_marked_failed_and_not_retried(
@@ -161,3 +162,55 @@ def test_a_burst_of_replies_goes_out_over_reused_connections_and_survives_a_rela
     )
     # Twelve replies over at most three connections per relay run, not twelve.
     assert len(set(sink.peers)) <= 6
+
+
+class RecordingRelay:
+    """A chat relay that takes its time (as the Bot API does) and records what arrived, in order;
+    the first delivery to `flaky` fails once."""
+
+    def __init__(self, flaky: str | None = None) -> None:
+        import threading
+
+        self.arrived: list[tuple[str, str]] = []
+        self.flaky = flaky
+        self._lock = threading.Lock()
+
+    def deliver(self, envelope: OutEnvelope) -> None:
+        import json
+        import random
+        import time
+
+        time.sleep(random.uniform(0, 0.01))
+        text = json.loads(envelope.payload)["text"]
+        with self._lock:
+            if envelope.recipient == self.flaky:
+                self.flaky = None
+                raise ConnectionError("Bot API unreachable")
+            self.arrived.append((envelope.recipient, text))
+
+
+def test_one_recipient_reads_its_messages_in_the_order_they_were_queued(
+    cfg: Config, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    from intake.delivery import send_chat
+
+    now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    with sessions.begin() as session:
+        for i in range(12):
+            send_chat(session, 100 + i % 3, f"Nachricht {i}", now=now)
+    clock = Clock()
+    relay = RecordingRelay(flaky="101")
+    sender = OutboxSender(sessions, MaildirRelay(tmp_path / "m"), cfg.outbox, clock, relay)
+    try:
+        sender.run_once()  # four senders at once; chat 101's first message fails
+        clock.advance(cfg.outbox.retry_max_seconds + 1)
+        sender.run_once()
+    finally:
+        sender.close()
+    for chat in ("100", "101", "102"):
+        texts = [text for recipient, text in relay.arrived if recipient == chat]
+        numbers = [int(text.split()[1]) for text in texts]
+        assert len(numbers) == 4 and numbers == sorted(numbers), (chat, numbers)
+    assert [s for s, _ in statuses(sessions)] == ["sent"] * 12
+    # The messages that waited behind the failed one were not counted as tried.
+    assert sorted(a for _, a in statuses(sessions)) == [1] * 11 + [2]
