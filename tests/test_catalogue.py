@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,16 +20,19 @@ from classifier.model import PriorityModel
 from intake.commands.tickets import cmd_contracts_show, cmd_tickets_show
 from intake.config import Config, ConfigError, load_config
 from intake.corrections import training_corrections
-from intake.db.tables import Correction, LedgerEntry, OutboxItem, Ticket
+from intake.db.tables import Correction, LedgerEntry, OutboxItem, Staff, Ticket
 from intake.domain import ContractModel, ContractView, Outcome, Priority, TicketStatus
 from intake.mail.parse import parse_email
+from intake.passwords import hash_password
 from intake.rules.chain import default_chain
 from intake.rules.charges import LedgerKind, answer_charge, charge_for, points_price, reprice
 from intake.service import IntakeService, Receipt
 from intake.staff import StaffActionRefused, correct_priority, correct_service
+from intake.web.app import create_app
 from tests.support.config import ROOT, make_config
 from tests.support.database import count
 from tests.support.factories import make_mail
+from tests.support.web import PASSWORD, csrf_of, login
 
 BASIC = ContractView(1, ContractModel.BASIC, date(2026, 1, 1), date(2026, 12, 31), quota=30)
 POINTS = ContractView(2, ContractModel.POINTS, date(2026, 1, 1), None, points=120)
@@ -382,3 +386,40 @@ def test_the_download_answer_comes_after_every_sender_rule() -> None:
         assert names.index(earlier) < answer
     for later in ("quota-exhausted", "insufficient-points"):
         assert names.index(later) > answer
+
+
+def test_the_staff_page_shows_the_service_and_staff_correct_it_beside_the_priority(
+    cfg: Config, sessions: sessionmaker[Session], model: PriorityModel
+) -> None:
+    number = receive(cfg, sessions, model, "beratung", POINTS_SENDER, 0.7).ticket_number or ""
+    with sessions.begin() as session:
+        session.add(Staff(name="anna", password_hash=hash_password(PASSWORD), created_at=AT))
+    client = TestClient(create_app(cfg, sessions, lambda: AT), follow_redirects=False)
+    assert login(client) == 303
+    page = client.get(f"/tickets/{number}").text
+    assert 'id="service"' in page and "Beratung" in page and "Konfidenz 70 %" in page
+    assert f'action="/tickets/{number}/service"' in page
+    forged = client.post(
+        f"/tickets/{number}/service", data={"service": "anpassung", "reason": "x", "csrf": "no"}
+    )
+    assert forged.status_code == 403 and count(sessions, "corrections") == 0
+    unknown = client.post(
+        f"/tickets/{number}/service",
+        data={"service": "zauberei", "reason": "x", "csrf": csrf_of(page)},
+    )
+    assert unknown.status_code == 400
+    done = client.post(
+        f"/tickets/{number}/service",
+        data={
+            "service": "anpassung",
+            "reason": "Falsche Leistung erkannt",
+            "note": "Entwicklung",
+            "csrf": csrf_of(page),
+        },
+    )
+    assert done.status_code == 303
+    after = client.get(done.headers["location"]).text
+    assert "Leistung gespeichert" in after
+    assert "anna: Leistung Beratung → Anpassung / Entwicklung" in after
+    assert "+2 – Gutschrift" in after and "-5 – Reservierung" in after
+    assert points_entries(sessions) == [(-2, None), (2, "anna"), (-5, "anna")]
