@@ -400,6 +400,84 @@ class OutboxConfig(Section):
     senders: int = Field(default=4, ge=1, le=32)  # deliveries at once, each on its own connection
 
 
+SERVICE_ID = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+DOWNLOAD_SERVICE = "download"  # the catalogue id answered at once with `downloads.url`
+
+
+class CatalogueEntry(Section):
+    """One service of the Leistungskatalog: what a request can call off and its price in points
+    (per priority where `points_by_priority` names it, else `points`)."""
+
+    id: str
+    name: str  # German, as the customer reads it
+    name_en: str | None = None  # for customers who write English; else `name`
+    points: int = Field(ge=0)
+    points_by_priority: dict[Priority, int] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        if not SERVICE_ID.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is no service id (lower-case letters, digits, - and _, "
+                "at most 32 characters, starting with a letter)"
+            )
+        return value
+
+    @field_validator("points_by_priority")
+    @classmethod
+    def _no_negative_prices(cls, value: dict[Priority, int]) -> dict[Priority, int]:
+        negative = [p.value for p, n in value.items() if n < 0]
+        if negative:
+            raise ValueError(f"points must not be negative ({', '.join(negative)})")
+        return value
+
+    def price(self, priority: Priority | None) -> int:
+        """Points this service costs at `priority`."""
+        if priority is None:
+            return self.points
+        return self.points_by_priority.get(priority, self.points)
+
+    def label(self, language: str) -> str:
+        return self.name_en if language == "en" and self.name_en else self.name
+
+
+def _default_catalogue() -> tuple[CatalogueEntry, ...]:
+    by_priority = {Priority.KRITISCH: 8, Priority.HOCH: 5, Priority.MITTEL: 3, Priority.NIEDRIG: 1}
+    rows: list[dict[str, Any]] = [
+        {"id": "stoerung", "name": "Störungsbehebung", "name_en": "Incident",
+         "points": 3, "points_by_priority": by_priority},
+        {"id": "konfiguration", "name": "Konfiguration", "name_en": "Configuration", "points": 2},
+        {"id": "update", "name": "Update", "name_en": "Update", "points": 6},
+        {"id": "installation", "name": "Installation", "name_en": "Installation", "points": 8},
+        {"id": "beratung", "name": "Beratung", "name_en": "Consulting", "points": 2},
+        {"id": "anpassung", "name": "Anpassung / Entwicklung", "name_en": "Customisation",
+         "points": 5},
+        {"id": "download", "name": "Download (Versionen und Patches)",
+         "name_en": "Download (versions and patches)", "points": 0},
+        {"id": "vertrag", "name": "Vertragsfrage", "name_en": "Contract question", "points": 0},
+    ]  # fmt: skip
+    return tuple(CatalogueEntry.model_validate(row) for row in rows)
+
+
+class DownloadsConfig(Section):
+    """The OTRS Download offer: a request for versions, patches or downloads (catalogue id
+    `download`) from a covered customer is answered at once with this link."""
+
+    url: str | None = None  # without it the answer is off: such requests are ordinary ones
+    text_de: str = ""  # added to the German answer
+    text_en: str = ""  # added to the English answer
+    counts_as_request: bool = False  # uses one of the year's requests / the service's points
+    min_confidence: float = Field(default=0.5, ge=0, le=1)  # service_confidence needed
+
+    @field_validator("url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s<>\"]+", value):
+            raise ValueError(f"{value!r} is no http(s) address")
+        return value
+
+
 class Config(Section):
     database: DatabaseConfig = DatabaseConfig()
     smtp: SmtpConfig = SmtpConfig()
@@ -421,6 +499,10 @@ class Config(Section):
             Priority.NIEDRIG: 1,
         }
     )
+    # The Leistungskatalog by service; a request without a proposed service (or one the
+    # catalogue does not list) is priced by its priority from points_catalogue above.
+    catalogue: tuple[CatalogueEntry, ...] = Field(default_factory=_default_catalogue)
+    downloads: DownloadsConfig = DownloadsConfig()
     quota_warning_at: int = Field(default=5, ge=0)  # warn when this many requests or fewer remain
     classifier: ClassifierConfig = ClassifierConfig()
     triage: TriageConfig = TriageConfig()
@@ -448,7 +530,19 @@ class Config(Section):
         missing = [m.value for m in ContractModel if m not in self.contracts]
         if missing:
             raise ValueError(f"contracts: terms missing for {', '.join(missing)}")
+        ids = [entry.id for entry in self.catalogue]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"catalogue: service id listed twice: {', '.join(twice)}")
+        if self.downloads.url and DOWNLOAD_SERVICE not in ids:
+            raise ValueError(
+                f"downloads.url needs the service {DOWNLOAD_SERVICE!r} in the catalogue"
+            )
         return self
+
+    def service(self, service_id: str | None) -> CatalogueEntry | None:
+        """The catalogue entry `service_id` names; None for none or one not listed."""
+        return next((e for e in self.catalogue if e.id == service_id), None)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -1,4 +1,4 @@
-"""Staff decisions on priorities as training examples for the classifier."""
+"""Staff decisions on priorities and services as training examples for the classifier."""
 
 from __future__ import annotations
 
@@ -11,16 +11,18 @@ from intake.language import guess_language
 
 
 def training_corrections(session: Session) -> list[Example]:
-    """Every ticket whose priority staff decided, as a training example (latest decision)."""
+    """Every ticket whose priority or service staff decided, as a training example (latest
+    decisions); `service` is None where staff decided none."""
     return [
         Example(
-            id=f"correction-{ticket_id}",
-            lang=guess_language(f"{subject} {body}"),
+            id=f"correction-{row.ticket_id}",
+            lang=guess_language(f"{row.subject} {row.body}"),
             style="mail",
-            subject=subject,
-            body=body,
-            priority=Priority(priority),
+            subject=row.subject,
+            body=row.body,
+            priority=Priority(row.priority),
             hard_case=None,
+            service=row.service,
         )
-        for ticket_id, subject, body, priority in store.corrected_requests(session)
+        for row in store.corrected_requests(session)
     ]

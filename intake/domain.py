@@ -64,6 +64,7 @@ class Outcome(StrEnum):
     UNREADABLE = "unreadable"  # could not be parsed: kept raw for staff, never answered
     FOLLOW_UP = "follow-up"  # added to an open ticket
     UNVERIFIED = "unverified"  # sender not confirmed: held for staff, never answered or counted
+    ANSWERED = "answered"  # answered at once (the download link): ticket closed
 
 
 class Action(StrEnum):
@@ -75,6 +76,7 @@ class Action(StrEnum):
     FOLLOW_UP = "follow-up"  # add to the open ticket: no new ticket, no quota, no reply
     HOLD_UNVERIFIED = "hold-unverified"  # sender not confirmed: hold, answer nobody, count nothing
     NOTE = "note"  # worth saying (e.g. few requests left) but decides nothing
+    ANSWER = "answer"  # answer at once with a configured text and close (the download answer)
 
 
 class TicketStatus(StrEnum):
@@ -366,7 +368,11 @@ class Triage:
     entitlement: Entitlement | None = None
     follow_up: TicketRef | None = None
     points_price: int | None = None
+    service: str | None = None  # the catalogue entry that prices it (None: priced by priority)
+    fixed_priority: Priority | None = None  # set by the rules (a download request is Niedrig)
 
     @property
     def priority(self) -> Priority | None:
+        if self.fixed_priority is not None:
+            return self.fixed_priority
         return self.prediction.priority if self.prediction else None

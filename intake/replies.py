@@ -24,6 +24,7 @@ class ReplyKind(StrEnum):
     NOT_COVERED = "not_covered"  # held: why not, and what the customer can do
     UPDATE = "update"  # staff changed the priority: the new priority and deadline
     REJECTED = "rejected"  # staff declined a held request, with their reason
+    DOWNLOAD = "download"  # answered at once: the download link (OTRS Download), ticket closed
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,10 @@ class ReplyContext:
     points_price: int | None = None
     points_after: float | None = None
     hours_left: float | None = None
+    service_name: str = ""  # the Leistungskatalog service, in the customer's language
+    download_url: str = ""
+    download_text: str = ""  # downloads.text_de / text_en
+    counted: bool = False  # the download answer used a request (downloads.counts_as_request)
 
 
 def reply_context(

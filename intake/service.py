@@ -14,11 +14,12 @@ from typing import Any, Protocol
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from intake.config import Config
+from intake.config import DOWNLOAD_SERVICE, CatalogueEntry, Config
 from intake.db import store
 from intake.db.tables import (
     ADDRESS_LENGTH,
     MESSAGE_ID_LENGTH,
+    SERVICE_LENGTH,
     Attachment,
     Contact,
     Message,
@@ -48,7 +49,7 @@ from intake.logs import log_event
 from intake.replies import ReplyKind, ReplyRenderer, reply_context
 from intake.rules.base import RuleContext, select_valid_contract
 from intake.rules.chain import default_chain, run_chain
-from intake.rules.charges import charge_for, points_price
+from intake.rules.charges import answer_charge, charge_for, points_price
 from intake.rules.deadline import Deadlines
 
 log = logging.getLogger("intake.service")
@@ -60,6 +61,7 @@ OUTCOME_OF_ACTION = {
     Action.HOLD_SILENTLY: Outcome.UNREADABLE,
     Action.FOLLOW_UP: Outcome.FOLLOW_UP,
     Action.HOLD_UNVERIFIED: Outcome.UNVERIFIED,
+    Action.ANSWER: Outcome.ANSWERED,
 }
 STATUS_OF_OUTCOME = {
     Outcome.ACCEPTED: TicketStatus.OPEN,
@@ -68,7 +70,10 @@ STATUS_OF_OUTCOME = {
     Outcome.IGNORED: TicketStatus.CLOSED,
     Outcome.FOLLOW_UP: TicketStatus.OPEN,
     Outcome.UNVERIFIED: TicketStatus.HELD,
+    Outcome.ANSWERED: TicketStatus.CLOSED,
 }
+# Outcomes that need nobody's look on their own (a low confidence still asks for one).
+SETTLED = (Outcome.ACCEPTED, Outcome.ANSWERED)
 
 
 class Classifier(Protocol):
@@ -185,8 +190,12 @@ class IntakeService:
                 refers_to_id=follow_up.id if follow_up is not None else None,
                 proposed_priority=triage.priority.value if triage.priority else None,
                 confidence=prediction.confidence if prediction else None,
+                proposed_service=prediction.service[:SERVICE_LENGTH]
+                if prediction and prediction.service
+                else None,
+                service_confidence=prediction.service_confidence if prediction else None,
                 needs_review=(prediction.needs_review if prediction else False)
-                or triage.outcome is not Outcome.ACCEPTED,
+                or triage.outcome not in SETTLED,
                 language=language,
                 chat_id=msg.chat_id,
                 sender_auth=msg.sender_auth.result if msg.sender_auth else None,
@@ -337,11 +346,18 @@ class IntakeService:
         return True
 
     def _consume(self, session: Session, ticket: Ticket, triage: Triage) -> None:
-        """A covered request uses one of the year's requests or reserves its catalogue price."""
+        """A covered request uses one of the year's requests or reserves its catalogue price;
+        the download answer uses nothing unless downloads.counts_as_request."""
         ent = triage.entitlement
-        if triage.outcome is not Outcome.ACCEPTED or ent is None:
+        if ent is None or triage.outcome not in SETTLED:
             return
-        charge = charge_for(ent.contract, triage.priority, self.cfg.points_catalogue)
+        service = self.cfg.service(triage.service)
+        catalogue = self.cfg.points_catalogue
+        if triage.outcome is Outcome.ANSWERED:
+            counts = self.cfg.downloads.counts_as_request
+            charge = answer_charge(ent.contract, triage.priority, catalogue, service, counts)
+        else:
+            charge = charge_for(ent.contract, triage.priority, catalogue, service)
         if charge is not None:
             store.book(
                 session,
@@ -366,8 +382,12 @@ class IntakeService:
     ) -> Triage:
         """Run the rules and compute the deadline; pure apart from the calendar cache."""
         today = msg.received_at.astimezone(self.cfg.zone).date()
-        priority = prediction.priority if prediction else None
-        price = points_price(priority, self.cfg.points_catalogue)
+        service = self.cfg.service(prediction.service) if prediction else None
+        download = self._download(prediction, service)
+        # A request for versions, patches or downloads is Niedrig (the offer).
+        fixed = Priority.NIEDRIG if download else None
+        priority = fixed or (prediction.priority if prediction else None)
+        price = points_price(priority, self.cfg.points_catalogue, service)
         ctx = RuleContext(
             msg,
             customer,
@@ -381,6 +401,9 @@ class IntakeService:
             quota_warning_at=self.cfg.quota_warning_at,
             auth_mode=(customer.sender_auth if customer else None) or self.cfg.mail.sender_auth,
             foreign_ticket=foreign,
+            service=service.id if service else None,
+            download=download,
+            download_counts=self.cfg.downloads.counts_as_request,
         )
         result = run_chain(default_chain(), ctx)
         outcome = OUTCOME_OF_ACTION[result.action]
@@ -388,8 +411,29 @@ class IntakeService:
         deadline = None
         if outcome is Outcome.ACCEPTED and contract and priority:
             deadline = self.deadline(contract.model, priority, msg.received_at, customer)
+        counted = outcome is not Outcome.ANSWERED or self.cfg.downloads.counts_as_request
         return Triage(
-            outcome, result.verdicts, prediction, contract, deadline, entitlement, follow_up, price
+            outcome,
+            result.verdicts,
+            prediction,
+            contract,
+            deadline,
+            entitlement,
+            follow_up,
+            price if counted else None,
+            service=service.id if service else None,
+            fixed_priority=fixed,
+        )
+
+    def _download(self, prediction: Prediction | None, service: CatalogueEntry | None) -> bool:
+        """Proposed as `download`, confidently enough, with an address to send."""
+        downloads = self.cfg.downloads
+        return (
+            prediction is not None
+            and service is not None
+            and service.id == DOWNLOAD_SERVICE
+            and downloads.url is not None
+            and (prediction.service_confidence or 0.0) >= downloads.min_confidence
         )
 
     def deadline(
@@ -420,6 +464,15 @@ class IntakeService:
         if not chat and not self._may_reply(session, msg.sender, contact, msg.received_at):
             return False
         contract = triage.contract
+        service = self.cfg.service(triage.service)
+        downloads = self.cfg.downloads
+        extra: dict[str, Any] = {}
+        if kind is ReplyKind.DOWNLOAD:
+            extra.update(
+                download_url=downloads.url or "",
+                download_text=downloads.text_en if language == "en" else downloads.text_de,
+                counted=downloads.counts_as_request,
+            )
         reply = self.renderer.render(
             reply_context(
                 kind,
@@ -438,6 +491,8 @@ class IntakeService:
                     for v in triage.verdicts
                     if v.hit and v.action is not Action.NOTE
                 ),
+                service_name=service.label(language) if service else "",
+                **extra,
                 **_balances(triage),
             ),
             channel=msg.channel,
@@ -495,6 +550,8 @@ def _shown(body: str) -> str:
 def _reply_kind(triage: Triage, contact: Contact | None) -> ReplyKind | None:
     if triage.outcome is Outcome.ACCEPTED:
         return ReplyKind.CONFIRMATION
+    if triage.outcome is Outcome.ANSWERED:
+        return ReplyKind.DOWNLOAD
     if triage.outcome is Outcome.HELD:
         return ReplyKind.UNKNOWN_SENDER if contact is None else ReplyKind.NOT_COVERED
     return None  # machines and unreadable mail are never answered
@@ -503,8 +560,10 @@ def _reply_kind(triage: Triage, contact: Contact | None) -> ReplyKind | None:
 def _balances(triage: Triage) -> dict[str, Any]:
     """What remains on the contract after this request, for the confirmation."""
     ent = triage.entitlement
-    if triage.outcome is not Outcome.ACCEPTED or ent is None:
+    if triage.outcome not in SETTLED or ent is None:
         return {}
+    if triage.outcome is Outcome.ANSWERED and triage.points_price is None:
+        return {}  # the download answer used nothing (downloads.counts_as_request: false)
     values: dict[str, Any] = {}
     if ent.requests_left is not None:
         values.update(

@@ -1,4 +1,5 @@
-"""What staff do to a ticket's priority and to a contract's ledger; each a ledger entry with who and why."""
+"""What staff do to a ticket's priority, its service and to a contract's ledger; each a ledger
+entry with who and why."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from intake.config import Config
+from intake.config import CatalogueEntry, Config
 from intake.db import store
 from intake.db.tables import (
     Contact,
@@ -31,7 +32,7 @@ from intake.domain import (
 )
 from intake.replies import ReplyContext, ReplyKind, ReplyRenderer, reply_context
 from intake.rules.base import select_valid_contract
-from intake.rules.charges import charge_for
+from intake.rules.charges import charge_for, points_price, reprice
 from intake.rules.deadline import Deadlines
 
 RENDERER = ReplyRenderer()
@@ -48,6 +49,28 @@ class CorrectionResult:
     new: Priority
     deadline: datetime | None
     points_delta: float  # negative: more points reserved; positive: points given back
+
+
+@dataclass(frozen=True)
+class ServiceCorrectionResult:
+    ticket: str
+    old: str | None
+    new: str
+    points_delta: float  # negative: more points reserved; positive: points given back
+
+
+def service_of(cfg: Config, ticket: Ticket) -> CatalogueEntry | None:
+    """The catalogue service a ticket is priced by: staff's choice, else the proposal."""
+    return cfg.service(ticket.final_service or ticket.proposed_service)
+
+
+def _model_version(session: Session, ticket: Ticket) -> str | None:
+    latest = session.scalars(
+        select(TriageRecord)
+        .where(TriageRecord.ticket_id == ticket.id)
+        .order_by(TriageRecord.id.desc())
+    ).first()
+    return latest.model_version if latest else None
 
 
 def _ticket(session: Session, number: str) -> Ticket:
@@ -81,11 +104,6 @@ def correct_priority(
     ticket = _ticket(session, number)
     current = ticket.final_priority or ticket.proposed_priority
     old = Priority(current) if current else None
-    latest = session.scalars(
-        select(TriageRecord)
-        .where(TriageRecord.ticket_id == ticket.id)
-        .order_by(TriageRecord.id.desc())
-    ).first()
     session.add(
         Correction(
             ticket_id=ticket.id,
@@ -93,7 +111,7 @@ def correct_priority(
             new_priority=new.value,
             staff=staff,
             reason=reason,
-            model_version=latest.model_version if latest else None,
+            model_version=_model_version(session, ticket),
             created_at=now,
         )
     )
@@ -109,13 +127,71 @@ def correct_priority(
                 session,
                 ticket,
                 contract,
-                cfg.points_catalogue[new],
+                points_price(new, cfg.points_catalogue, service_of(cfg, ticket)) or 0,
                 staff,
                 f"Priorität {old} → {new}: Reservierung angepasst ({reason})",
                 now,
             )
     session.flush()
     return CorrectionResult(number, old, new, ticket.deadline, delta)
+
+
+def correct_service(
+    session: Session,
+    cfg: Config,
+    number: str,
+    new: str,
+    staff: str,
+    reason: str,
+    now: datetime,
+) -> ServiceCorrectionResult:
+    """Record staff's choice of the Leistungskatalog service (a training example like a
+    priority decision) and, on an open points ticket, re-price it: the old reservation is
+    given back and the new service's price reserved, two entries in the ledger."""
+    entry = cfg.service(new)
+    if entry is None:
+        raise StaffActionRefused(f"no service {new!r} in the catalogue")
+    ticket = _ticket(session, number)
+    old = ticket.final_service or ticket.proposed_service
+    session.add(
+        Correction(
+            ticket_id=ticket.id,
+            old_service=old,
+            new_service=entry.id,
+            staff=staff,
+            reason=reason,
+            model_version=_model_version(session, ticket),
+            created_at=now,
+        )
+    )
+    ticket.final_service = entry.id
+    delta = 0.0
+    contract = session.get(Contract, ticket.contract_id) if ticket.contract_id else None
+    if (
+        contract is not None
+        and ticket.status == "open"
+        and contract.model == ContractModel.POINTS.value
+    ):
+        current = ticket.final_priority or ticket.proposed_priority
+        price = points_price(Priority(current) if current else None, cfg.points_catalogue, entry)
+        reserved = -_net(session, ticket.id, "points")
+        before = cfg.service(old)
+        old_name = before.name if before else (old or "ohne Leistung")
+        view = store.contract_view(contract)
+        for charge in reprice(reserved, price or 0, old_name, entry.name, reason):
+            store.book(
+                session,
+                charge,
+                contract=view,
+                ticket_id=ticket.id,
+                received_at=ticket.received_at,
+                zone=cfg.zone,
+                now=now,
+                staff=staff,
+            )
+        delta = reserved - (price or 0)
+    session.flush()
+    return ServiceCorrectionResult(number, old, entry.id, delta)
 
 
 def _deadline(cfg: Config, ticket: Ticket, contract: Contract, priority: Priority) -> datetime:
@@ -182,7 +258,7 @@ def accept_held(session: Session, cfg: Config, number: str, staff: str, now: dat
         priority = Priority(current)
         ticket.deadline = _deadline(cfg, ticket, contract, priority)
         view = store.contract_view(contract)
-        charge = charge_for(view, priority, cfg.points_catalogue)
+        charge = charge_for(view, priority, cfg.points_catalogue, service_of(cfg, ticket))
         if charge is not None:
             store.book(
                 session,

@@ -193,7 +193,8 @@ def test_train_with_corrections_learns_what_staff_decided(
                 )
             )
     with sessions() as session:
-        assert [(s, p) for _, s, _, p in store.corrected_requests(session)] == [("Frage", "Hoch")]
+        rows = store.corrected_requests(session)
+        assert [(r.subject, r.priority, r.service) for r in rows] == [("Frage", "Hoch", None)]
 
     monkeypatch.setenv("INTAKE_DATABASE__URL", cfg.database.url)
     monkeypatch.setenv("INTAKE_CLASSIFIER__MODELS_DIR", str(tmp_path / "models"))

@@ -71,6 +71,13 @@ def cmd_tickets_show(cfg: Config, args: argparse.Namespace) -> int:
             print(f"intake: no ticket {args.number}", file=sys.stderr)
             return 1
         data = _ticket_summary(ticket)
+        decided = cfg.service(ticket.final_service or ticket.proposed_service)
+        data["service"] = {
+            "proposed": ticket.proposed_service,
+            "confidence": ticket.service_confidence,
+            "final": ticket.final_service,
+            "name": decided.name if decided else None,
+        }
         data["messages"] = [
             {
                 "direction": m.direction,
@@ -108,6 +115,15 @@ def cmd_tickets_show(cfg: Config, args: argparse.Namespace) -> int:
         f"Priorität:  {data['final_priority'] or data['proposed_priority'] or '-'}"
         f"  (Vorschlag, Konfidenz {data['confidence'] if data['confidence'] is not None else '-'})"
     )
+    service = data["service"]
+    if service["proposed"] or service["final"]:
+        shown = service["final"] or service["proposed"]
+        how = (
+            f"entschieden; Vorschlag {service['proposed'] or '-'}"
+            if service["final"]
+            else f"Vorschlag, Konfidenz {service['confidence']}"
+        )
+        print(f"Leistung:   {service['name'] or shown}  ({how})")
     print(f"Frist:      {_local(cfg, data['deadline'])}")
     for t in data["triage"]:
         for v in t["verdicts"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -201,21 +202,42 @@ def mark_failed(session: Session, item_id: int, error: str, retry_at: datetime) 
     return item
 
 
-def corrected_requests(session: Session) -> list[tuple[int, str, str, str]]:
-    """(ticket id, subject, body, priority staff chose) for every corrected ticket, latest decision."""
-    latest: dict[int, Correction] = {}
+class CorrectedRequest(NamedTuple):
+    ticket_id: int
+    subject: str
+    body: str
+    priority: str  # the latest priority staff chose, else the one in force on the ticket
+    service: str | None  # the latest service staff chose (None: they decided none)
+
+
+def corrected_requests(session: Session) -> list[CorrectedRequest]:
+    """Every ticket staff decided a priority or a service of, with the latest decision of each.
+    A ticket whose service alone was decided carries the priority in force (final or proposed)."""
+    priorities: dict[int, str] = {}
+    services: dict[int, str] = {}
     for correction in session.scalars(select(Correction).order_by(Correction.id)):
-        latest[correction.ticket_id] = correction
+        if correction.new_priority is not None:
+            priorities[correction.ticket_id] = correction.new_priority
+        if correction.new_service is not None:
+            services[correction.ticket_id] = correction.new_service
     rows = []
-    for ticket_id, correction in sorted(latest.items()):
+    for ticket_id in sorted(priorities.keys() | services.keys()):
         first = session.scalars(
             select(Message)
             .where(Message.ticket_id == ticket_id, Message.direction == "in")
             .order_by(Message.id)
             .limit(1)
         ).first()
-        if first is not None:
-            rows.append((ticket_id, first.subject, first.body_text, correction.new_priority))
+        priority = priorities.get(ticket_id)
+        if priority is None:
+            ticket = session.get_one(Ticket, ticket_id)
+            priority = ticket.final_priority or ticket.proposed_priority
+        if first is not None and priority is not None:
+            rows.append(
+                CorrectedRequest(
+                    ticket_id, first.subject, first.body_text, priority, services.get(ticket_id)
+                )
+            )
     return rows
 
 

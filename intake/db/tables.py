@@ -38,6 +38,7 @@ from intake.domain import (
 # Column sizes that values from outside are fitted to (cut, or hashed where they are a key).
 ADDRESS_LENGTH = 320  # RFC 5321: 64 + 1 + 255
 MESSAGE_ID_LENGTH = 512
+SERVICE_LENGTH = 32  # a catalogue id (config.SERVICE_ID)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -151,6 +152,11 @@ class Ticket(Base):
     proposed_priority: Mapped[str | None] = mapped_column(String(16))
     confidence: Mapped[float | None] = mapped_column(Float)
     final_priority: Mapped[str | None] = mapped_column(String(16))
+    # The Leistungskatalog service the classifier proposed (its id), how sure it was, and the
+    # one staff decided; the price of a points account follows final_service or proposed_service.
+    proposed_service: Mapped[str | None] = mapped_column(String(SERVICE_LENGTH))
+    service_confidence: Mapped[float | None] = mapped_column(Float)
+    final_service: Mapped[str | None] = mapped_column(String(SERVICE_LENGTH))
     needs_review: Mapped[bool] = mapped_column(default=False)
     language: Mapped[str] = mapped_column(String(8), default="de")
     chat_id: Mapped[int | None] = mapped_column(BigInteger)  # Telegram: answers go to this chat
@@ -268,14 +274,17 @@ class InboxItem(Base):
 
 
 class Correction(Base):
-    """A staff decision on a proposed priority: who, when, old, new, why, and which model proposed."""
+    """A staff decision on a proposed priority or service: who, when, old, new, why, and which
+    model proposed. A priority decision has `new_priority`, a service decision `new_service`."""
 
     __tablename__ = "corrections"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
     old_priority: Mapped[str | None] = mapped_column(String(16))
-    new_priority: Mapped[str] = mapped_column(String(16))
+    new_priority: Mapped[str | None] = mapped_column(String(16))
+    old_service: Mapped[str | None] = mapped_column(String(SERVICE_LENGTH))
+    new_service: Mapped[str | None] = mapped_column(String(SERVICE_LENGTH))
     staff: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text, default="")
     model_version: Mapped[str | None] = mapped_column(String(128))

@@ -42,6 +42,10 @@ class RuleContext:
     quota_warning_at: int = 5
     auth_mode: AuthMode = AuthMode.OFF  # mail.sender_auth, or the customer's own mode
     foreign_ticket: TicketRef | None = None  # a ticket cited that is not the sender's
+    service: str | None = None  # the catalogue service the request calls off, if proposed
+    # Proposed as `download` confidently enough and downloads.url set: the link may be sent.
+    download: bool = False
+    download_counts: bool = False  # downloads.counts_as_request
 
     @property
     def valid_contract(self) -> ContractView | None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from intake.domain import Action, Verdict
 from intake.rules.base import Rule, RuleContext
 from intake.rules.contract import ContractExpired, ContractNotStarted, NoContract
+from intake.rules.download import DownloadAnswer
 from intake.rules.entitlement import (
     ContingentExhausted,
     FollowUp,
@@ -34,6 +35,7 @@ def default_chain() -> tuple[Rule, ...]:
         NoContract(),
         ContractNotStarted(),
         ContractExpired(),
+        DownloadAnswer(),
         QuotaExhausted(),
         InsufficientPoints(),
         ContingentExhausted(),

@@ -31,6 +31,7 @@ from intake.staff import (
     accept_held,
     assign_held,
     correct_priority,
+    correct_service,
     notify_priority,
     reject_held,
 )
@@ -46,6 +47,11 @@ REASONS = (
     "Mehr Benutzer betroffen als erkannt",
     "Weniger Benutzer betroffen",
     "Frage oder Wunsch, keine Störung",
+    "Vorschlag bestätigt",
+)
+SERVICE_REASONS = (
+    "Falsche Leistung erkannt",
+    "Mehrere Leistungen: die überwiegende",
     "Vorschlag bestätigt",
 )
 PRIORITIES = frozenset(p.value for p in Priority)
@@ -300,6 +306,9 @@ def create_app(
                 priorities=[p.value for p in Priority],
                 reasons=REASONS,
                 done=done,
+                catalogue=cfg.catalogue,
+                service_reasons=SERVICE_REASONS,
+                service_names={e.id: e.name for e in cfg.catalogue},
                 model_label=ContractModel(contract.model).label if contract else "–",
             )
 
@@ -334,6 +343,34 @@ def create_app(
         except StaffActionRefused as exc:
             return Response(str(exc), status_code=404)
         return RedirectResponse(f"/tickets/{number}?done=1", status_code=303)
+
+    @app.post("/tickets/{number}/service", response_model=None)
+    def correct_the_service(
+        request: Request,
+        number: str,
+        service: str = Form(...),
+        reason: str = Form(...),
+        note: str = Form(""),
+        csrf: str = Form(""),
+    ) -> Response:
+        """Staff choose the Leistungskatalog service; a points ticket is re-priced."""
+        if (refused := refuse_form(request, csrf)) is not None:
+            return refused
+        if not plausible_number(number):
+            return Response("Unbekanntes Ticket.", status_code=404)
+        if not (plain_text(reason) and plain_text(note, lines=True)):
+            return Response(MALFORMED, status_code=400)
+        if cfg.service(service) is None:
+            return Response("Unbekannte Leistung.", status_code=400)
+        why = f"{reason}: {note.strip()}" if note.strip() else reason
+        try:
+            with sessions.begin() as session:
+                correct_service(
+                    session, cfg, number, service, request.session["staff"], why, clock()
+                )
+        except StaffActionRefused as exc:
+            return Response(str(exc), status_code=404)
+        return RedirectResponse(f"/tickets/{number}?done=service", status_code=303)
 
     @app.post("/tickets/{number}/held", response_model=None)
     def decide_held(

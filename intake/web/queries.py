@@ -154,10 +154,11 @@ class Quality:
 
 
 def quality(session: Session) -> tuple[list[Quality], list[tuple[date, float, int]]]:
-    """Proposals against staff decisions (the latest correction per ticket), per model version,
-    and the agreement per calendar week."""
+    """Proposals against staff decisions (the latest priority decision per ticket; a service
+    decision is none), per model version, and the agreement per calendar week."""
     latest: dict[int, Correction] = {}
-    for correction in session.scalars(select(Correction).order_by(Correction.id)):
+    decided = select(Correction).where(Correction.new_priority.is_not(None))
+    for correction in session.scalars(decided.order_by(Correction.id)):
         latest[correction.ticket_id] = correction
     first_triage: dict[int, TriageRecord] = {}
     for record in session.scalars(
@@ -171,7 +172,7 @@ def quality(session: Session) -> tuple[list[Quality], list[tuple[date, float, in
     weekly: dict[date, list[bool]] = defaultdict(list)
     for ticket_id, correction in latest.items():
         first = first_triage.get(ticket_id)
-        if first is None or first.proposed_priority is None:
+        if first is None or first.proposed_priority is None or correction.new_priority is None:
             continue
         pair = (correction.new_priority, first.proposed_priority)
         per_version[first.model_version or "?"].append(pair)
