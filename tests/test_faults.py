@@ -387,8 +387,10 @@ def test_relay_down_then_back_every_reply_goes_out_exactly_once(tmp_path: Path) 
     )
     assert subjects == [f"[Ticket#{n}] Re: Frage {i}" for i, n in enumerate(_numbers(url))]
     with make_sessions(make_engine(url))() as session:
-        attempts = session.execute(text("select min(attempts) from outbox")).scalar_one()
-    assert attempts >= 2  # each reply was tried while the relay was away
+        attempts = session.execute(text("select max(attempts) from outbox")).scalar_one()
+    # The first reply was tried while the relay was away; the others (same recipient) waited
+    # behind it untried, so they still arrive in order.
+    assert attempts >= 2
 
 
 def _numbers(url: str) -> list[str]:
