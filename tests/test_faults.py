@@ -196,7 +196,8 @@ def test_a_full_disk_answers_451_and_keeps_nothing_half_stored(tmp_path: Path, m
     from intake.customers import import_customers, parse_customers
     from intake.db.migrate import upgrade
     from tests.support.config import FIXED_NOW, make_config, missing_service
-    from tests.support.servers import AppThread
+    from tests.support.database import count
+    from tests.support.servers import AppThread, wait_until
 
     assert isinstance(model, PriorityModel)
     disk = tmp_path / "disk"
@@ -240,6 +241,8 @@ def test_a_full_disk_answers_451_and_keeps_nothing_half_stored(tmp_path: Path, m
             assert (code, answer[:5]) == (451, b"4.3.0")
             small = make_mail(subject="Kurz", body="Wie lege ich eine Queue an?")
             assert client.sendmail("it@muster.example", ["support@example.com"], small) == {}
+            # The 250 means stored; the ticket follows from triage behind the door.
+            wait_until(lambda: count(make_sessions(engine), "tickets") == 1, timeout=20)
         with make_sessions(engine)() as session:
             subjects = [s for (s,) in session.execute(text("select subject from tickets"))]
             attachments = session.execute(text("select count(*) from attachments")).scalar_one()
