@@ -92,6 +92,21 @@ def test_classify_reads_json_lines_and_explains(tmp_path: Path) -> None:
     assert [r["priority"] for r in rows] == ["Kritisch", "Niedrig"]
     assert set(rows[0]["probabilities"]) == {"Kritisch", "Hoch", "Mittel", "Niedrig"}
     assert "Kein Workaround" in rows[0]["explanation"]["criteria"]
+    assert all("service" in r and "service_confidence" in r for r in rows)
+
+
+def test_classify_reads_a_null_body_as_the_empty_text(tmp_path: Path) -> None:
+    env = environment(tmp_path, "sqlite://", 0)
+    lines = "\n".join(
+        json.dumps({"subject": "Drucker", "body": body}) for body in (None, "", "None")
+    )
+    result = subprocess.run(
+        [*INTAKE, "classify"], env=env, input=lines, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    null, empty, word = [json.loads(line) for line in result.stdout.splitlines()]
+    assert null == empty
+    assert null["probabilities"] != word["probabilities"]  # "None" was read before
 
 
 @pytest.mark.slow

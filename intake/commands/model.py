@@ -113,7 +113,7 @@ def cmd_classify(cfg: Config, args: argparse.Namespace) -> int:
 
     model = ModelRegistry(cfg.classifier.models_dir).load(review_below=cfg.classifier.review_below)
     if args.text is not None:
-        items: list[tuple[str | None, str]] = [(None, args.text)]
+        items: list[tuple[str | None, str | None]] = [(None, args.text)]
     else:
         items = []
         for number, line in enumerate(sys.stdin, 1):
@@ -121,7 +121,10 @@ def cmd_classify(cfg: Config, args: argparse.Namespace) -> int:
                 continue
             try:
                 row = json.loads(line)
-                items.append((row.get("subject"), str(row["body"])))
+                subject, body = row.get("subject"), row["body"]  # a null body is the empty text
+                if not isinstance(subject, str | None) or not isinstance(body, str | None):
+                    raise ValueError("subject and body are text or null")
+                items.append((subject, body))
             except (ValueError, KeyError, AttributeError):
                 print(
                     f'intake: line {number}: expected {{"subject": ..., "body": ...}}',
@@ -137,6 +140,8 @@ def cmd_classify(cfg: Config, args: argparse.Namespace) -> int:
                     "probabilities": {p.value: v for p, v in prediction.probabilities.items()},
                     "needs_review": prediction.needs_review,
                     "model_version": prediction.model_version,
+                    "service": prediction.service,
+                    "service_confidence": prediction.service_confidence,
                     "explanation": {
                         "criteria": list(prediction.explanation.criteria),
                         "terms": [
