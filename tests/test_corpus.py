@@ -71,3 +71,13 @@ def test_rows_keep_the_documented_key_order() -> None:
         for line in path.read_text(encoding="utf-8").splitlines():
             keys = list(json.loads(line))
             assert keys == [k for k in KEY_ORDER if k in keys], (path.name, keys)
+
+
+def test_tagged_traps_keep_the_guide_s_decisions() -> None:
+    # a security incident is at least Hoch; an incident a restart already solved is Niedrig
+    security = [e.id for e in EXAMPLES if e.hard_case == "security"]
+    assert security and all(
+        e.priority in (Priority.KRITISCH, Priority.HOCH) for e in EXAMPLES if e.hard_case == "security"
+    )
+    resolved = {"resolved", "restart_solved", "solved-by-restart"}
+    assert all(e.priority == Priority.NIEDRIG for e in EXAMPLES if e.hard_case in resolved)
