@@ -38,6 +38,7 @@ CANDIDATES: dict[str, tuple[str, tuple[str, ...]]] = {
     "current: words1-2 + char_wb3-5 + criteria, LR": ("words+charwb35", ("lr",)),
     "words1-2 + char2-5 + criteria, LR": ("words+char25", ("lr",)),
     "words1-2 + char2-5 + criteria, LinearSVC": ("words+char25", ("svc",)),
+    "words1-2 + char_wb3-5 + criteria, LinearSVC": ("words+charwb35", ("svc",)),
     "ensemble: mean of LR + LinearSVC (char2-5)": ("words+char25", ("lr", "svc")),
     "ensemble: mean of LR + LinearSVC (char_wb3-5)": ("words+charwb35", ("lr", "svc")),
 }

@@ -17,7 +17,7 @@ from classifier.features import CriteriaFeatures
 
 FEATURES = ("words+charwb35", "words+char25")
 MODELS = ("lr", "svc")
-DEFAULT = ("words+charwb35", "lr")
+DEFAULT = ("words+charwb35", "svc")  # chosen by classifier.compare (docs/EVALUATION.md)
 
 
 def build_features(variant: str = DEFAULT[0]) -> FeatureUnion:

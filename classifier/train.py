@@ -209,3 +209,20 @@ def _gate(
         f"(macro-F1 {new['macro_f1']:.4f} vs {old['macro_f1']:.4f}, "
         f"Kritisch recall {new['kritisch_recall']:.4f} vs {old['kritisch_recall']:.4f})"
     )
+
+
+def main() -> int:
+    """`make train` / `python -m classifier.train`: a new version from the shipped corpus."""
+    result = train_version()
+    held = result.held_out
+    print(f"trained {result.version} -> {result.path}")
+    print(
+        f"held-out: macro-F1 {held['macro_f1']:.3f}, Kritisch recall {held['kritisch_recall']:.3f}, "
+        f"calibration error {held['calibration_error']:.3f}"
+    )
+    print(("activated: " if result.activated else "not activated: ") + result.reason)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -250,3 +250,29 @@ def test_a_null_body_is_the_empty_text(model: PriorityModel) -> None:
     assert (
         model.predict("Drucker", None).probabilities == model.predict("Drucker", "").probabilities
     )
+
+
+def test_the_shipped_model_proposes_the_service_it_calls_off(model: PriorityModel) -> None:
+    outage = model.predict(
+        "Produktion steht", "Unser Znuny-Produktivsystem ist komplett ausgefallen, kein Workaround."
+    )
+    assert outage.service == "stoerung"
+    assert outage.service_confidence is not None and 0 < outage.service_confidence <= 1
+    update = model.predict("Update", "Bitte aktualisieren Sie unser Znuny von 6.5 auf 7.0.")
+    assert update.service == "update"
+
+
+def test_the_quick_probabilities_are_scikit_learns(model: PriorityModel) -> None:
+    from classifier.model import calibrated_proba, transform
+    from classifier.train import features_of
+
+    texts = ["Produktivsystem steht, kein Workaround", "Wie lege ich eine Queue an?", "x", ""]
+    features = features_of(model.pipeline, texts)
+    for _, transformer in model.pipeline.named_steps["features"].transformer_list:
+        quick, usual = transform(transformer, texts), transformer.transform(texts)
+        assert quick.shape == usual.shape and abs(quick - usual).max() < 1e-12
+    calibrated = model.pipeline.named_steps["model"]
+    assert np.allclose(calibrated_proba(calibrated, features), calibrated.predict_proba(features))
+    assert model.service_head is not None
+    expected = model.service_head.predict_proba(features)
+    assert np.allclose(calibrated_proba(model.service_head, features), expected)
