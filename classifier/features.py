@@ -27,10 +27,10 @@ URGENCY = "Dringlichkeitswort"
 WORKAROUND_PRESENT = "Workaround vorhanden"
 WORKAROUND_NEGATED = "Kein Workaround"
 
-# A negation shortly before a mention, in the same clause, takes it back.
+# A negation shortly before a mention (at most two words, no comma between) takes it back.
 NEGATION = re.compile(
     r"\b(kein|keine|keinen|keinem|keiner|nicht|nie|niemals|ohne|no|not|never|without|"
-    r"isn'?t|wasn'?t|aren'?t|weren'?t|hasn'?t|haven'?t|didn'?t|doesn'?t)\b(\s+\S+){0,2}\s*$"
+    r"isn'?t|wasn'?t|aren'?t|weren'?t|hasn'?t|haven'?t|didn'?t|doesn'?t)\b(\s+[^\s,;:]+){0,2}\s*$"
 )
 # Sentence-like segments: a resolution only speaks for its own segment ("läuft wieder, aber
 # der Daemon hängt" still hangs).

@@ -233,7 +233,12 @@ class PriorityModel:
         """The criteria present, and the word n-grams and criteria that pushed hardest towards
         the proposed priority (feature value times its weight for that priority)."""
         names, shown, coef, criteria_columns = self._explainable
-        found = tuple(criteria_columns[i] for i in sorted(row.indices) if i in criteria_columns)
+        first = min(criteria_columns, default=0)  # the criteria are the last block of columns
+        found = tuple(
+            criteria_columns[i]
+            for i in sorted(int(j) for j in row.indices[row.indices >= first])
+            if i in criteria_columns
+        )
         klass = list(self.pipeline.classes_).index(priority.value)
         keep = shown[row.indices]
         columns = row.indices[keep]

@@ -188,6 +188,10 @@ def test_resolution_is_its_own_criterion() -> None:
     assert "Problem behoben/läuft wieder" in find_criteria("Seit 10 Uhr läuft wieder alles.")
     assert "Problem behoben/läuft wieder" in find_criteria("Issue resolved, it works again.")
     assert "Problem behoben/läuft wieder" not in find_criteria("Der Daemon läuft nicht.")
+    # A negation before a comma belongs to the clause before it.
+    assert "Problem behoben/läuft wieder" in find_criteria(
+        "Das System war 20 Minuten nicht erreichbar, läuft jetzt wieder."
+    )
 
 
 def test_criteria_match_whole_words_and_need_a_subject() -> None:
