@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from classifier.features import neutral_text
 from classifier.text import new_words
 from intake.domain import Priority
 
@@ -30,9 +31,10 @@ class Example:
         return classifier_text(self.subject, self.body)
 
 
-def classifier_text(subject: str | None, body: str) -> str:
-    """What the classifier reads: the subject and the customer's new words (classifier/text.py)."""
-    return f"{subject or ''}\n{new_words(body)}".strip()
+def classifier_text(subject: str | None, body: str | None) -> str:
+    """What the classifier reads: the subject and the customer's new words (classifier/text.py),
+    without urgency words (classifier/features.py). A missing body (None) is the empty text."""
+    return neutral_text(f"{subject or ''}\n{new_words(body or '')}")
 
 
 def load_corpus(directory: Path = CORPUS_DIR) -> list[Example]:

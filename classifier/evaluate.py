@@ -24,12 +24,18 @@ class Labelled:
     subject: str
     body: str
     priority: Priority
+    lang: str = ""  # de or en: the row's `lang` column, else guessed from the text
+    style: str = ""  # mail or chat: the row's `style` column, else mail when it has a subject
 
 
 def read_labelled(path: Path) -> list[Labelled]:
     """JSON Lines or CSV with subject, body and priority (or the external set's priority_4).
 
-    Bodies with escaped newlines (the two characters backslash-n) are unescaped."""
+    Bodies with escaped newlines (the two characters backslash-n) are unescaped. Rows without
+    `lang` get the guessed language; rows without `style` are mail when they have a subject
+    (a chat message has none), else chat."""
+    from intake.language import guess_language
+
     rows: list[dict[str, Any]]
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".csv":
@@ -44,7 +50,10 @@ def read_labelled(path: Path) -> list[Labelled]:
         except ValueError:
             raise ValueError(f"{path}: row {number}: unknown priority {label!r}") from None
         body = str(row.get("body") or "").replace("\\n", "\n")
-        items.append(Labelled(str(row.get("subject") or ""), body, priority))
+        subject = str(row.get("subject") or "")
+        lang = str(row.get("lang") or guess_language(f"{subject} {body}"))
+        style = str(row.get("style") or ("mail" if subject else "chat"))
+        items.append(Labelled(subject, body, priority, lang, style))
     return items
 
 
@@ -90,6 +99,24 @@ def metrics(
             expected_calibration_error(np.asarray(confidence, dtype=float), correct), 4
         ),
     }
+
+
+def metrics_by(
+    groups: Sequence[str],
+    truth: Sequence[str],
+    proposed: Sequence[str],
+    confidence: Sequence[float],
+) -> dict[str, dict[str, Any]]:
+    """The metrics for each group (a language, a style) separately, groups in sorted order."""
+    report: dict[str, dict[str, Any]] = {}
+    for group in sorted(set(groups)):
+        inside = [i for i, g in enumerate(groups) if g == group]
+        report[group] = metrics(
+            [truth[i] for i in inside],
+            [proposed[i] for i in inside],
+            [confidence[i] for i in inside],
+        )
+    return report
 
 
 def write_figure(

@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import gc
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -15,10 +16,21 @@ import numpy as np
 import sklearn
 import skops.io as sio
 from scipy import sparse
+from scipy.special import expit
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.pipeline import Pipeline
+from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
 from classifier.corpus import classifier_text
-from intake.domain import POSSIBLY_CRITICAL, Explanation, Prediction, Priority, WeightedTerm
+from classifier.features import URGENCY, has_security_incident, has_urgency
+from intake.domain import (
+    POSSIBLY_CRITICAL,
+    SECURITY_CRITERION,
+    Explanation,
+    Prediction,
+    Priority,
+    WeightedTerm,
+)
 
 # Types beyond scikit-learn's own that a model file may contain; reviewed by hand. Anything
 # else in a file is refused, so a crafted model cannot make the loader import arbitrary code.
@@ -59,15 +71,29 @@ def decide(probabilities: np.ndarray) -> Priority:
     return ORDER[int(np.argmin(expected))]
 
 
+def apply_floors(priority: Priority, criteria: tuple[str, ...]) -> Priority:
+    """A security or data-protection incident (SECURITY_CRITERION: foreign tickets visible in
+    the portal, a data leak, unauthorised access, compromised credentials, ransomware) is at
+    least Hoch, whatever the words around it suggest; Kritisch stays Kritisch. Such a proposal
+    also always goes to staff review, and `Prediction.possibly_critical` alerts staff at once."""
+    if SECURITY_CRITERION in criteria and ORDER.index(priority) > ORDER.index(Priority.HOCH):
+        return Priority.HOCH
+    return priority
+
+
 MAX_CHARS = 20_000  # config: classifier.max_chars
 
 
 @dataclass
 class PriorityModel:
+    """The priority pipeline and, in the same file, the service head: a calibrated classifier
+    over the same features that proposes the Leistungskatalog service (None in older files)."""
+
     pipeline: Pipeline
     version: str
     review_below: float = 0.6
     card: dict[str, Any] | None = None
+    service_head: Any | None = None
 
     @classmethod
     def load(cls, path: Path, review_below: float = 0.6) -> PriorityModel:
@@ -86,52 +112,100 @@ class PriorityModel:
                 f"{path}: trained with scikit-learn {trained_with or 'unknown'}, installed is "
                 f"{sklearn.__version__}; retrain it with `intake train`"
             )
-        pipeline = sio.load(path, trusted=sorted(untrusted))
+        bundle = sio.load(path, trusted=sorted(untrusted))
         _return_freed_memory()
+        service_head = None
+        if isinstance(bundle, dict):  # {"priority": Pipeline, "service": head or None}
+            pipeline, service_head = bundle.get("priority"), bundle.get("service")
+        else:  # files before the service head hold the pipeline alone
+            pipeline = bundle
         if not isinstance(pipeline, Pipeline):
             raise ModelRefused(f"{path}: expected a scikit-learn Pipeline")
         version = str(card.get("version", path.stem))
-        return cls(pipeline=pipeline, version=version, review_below=review_below, card=card)
+        return cls(
+            pipeline=pipeline,
+            version=version,
+            review_below=review_below,
+            card=card,
+            service_head=service_head,
+        )
 
-    def predict(self, subject: str | None, body: str, max_chars: int = MAX_CHARS) -> Prediction:
+    def predict(
+        self, subject: str | None, body: str | None, max_chars: int = MAX_CHARS
+    ) -> Prediction:
         return self.predict_many([(subject, body)], max_chars)[0]
 
     def predict_many(
-        self, items: list[tuple[str | None, str]], max_chars: int = MAX_CHARS
+        self, items: Sequence[tuple[str | None, str | None]], max_chars: int = MAX_CHARS
     ) -> list[Prediction]:
         """Proposals for a batch in one vectorised call. Work per request is bounded: the model
         reads at most `max_chars` of subject + new words (quotes and signature stripped from a
-        prefix a few times that long, so a 10 MB body costs no more than a long mail)."""
-        texts = [
-            classifier_text(None if s is None else s[:max_chars], b[: max_chars * 4])[:max_chars]
-            for s, b in items
+        prefix a few times that long, so a 10 MB body costs no more than a long mail). A body
+        of None is the empty text."""
+        bounded = [
+            (None if s is None else s[:max_chars], (b or "")[: max_chars * 4]) for s, b in items
         ]
+        texts = [classifier_text(s, b)[:max_chars] for s, b in bounded]
+        urgent = [has_urgency(f"{s or ''}\n{b[:max_chars]}") for s, b in bounded]
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            return self._predict_texts(texts)
+            return self._predict_texts(texts, urgent)
 
-    def _predict_texts(self, texts: list[str]) -> list[Prediction]:
+    def _predict_texts(self, texts: list[str], urgent: list[bool]) -> list[Prediction]:
+        # The security floor needs the criterion; files without its column look for it apart.
+        if SECURITY_CRITERION in self._explainable[3].values():
+            security = [False] * len(texts)
+        else:
+            security = [has_security_incident(t) for t in texts]
         # FeatureUnion.transform would do the same through joblib, at ~2 ms per call.
         union = self.pipeline.named_steps["features"]
-        features = sparse.hstack([t.transform(texts) for _, t in union.transformer_list]).tocsr()
-        raw = self.pipeline.named_steps["model"].predict_proba(features)
+        features = sparse.hstack([transform(t, texts) for _, t in union.transformer_list]).tocsr()
+        raw = calibrated_proba(self.pipeline.named_steps["model"], features)
         classes = [Priority(c) for c in self.pipeline.classes_]
         probs = np.asarray(raw)[:, [classes.index(p) for p in ORDER]]
-        return [self._prediction(features[i], probs[i]) for i in range(len(texts))]
+        services: list[tuple[str | None, float | None]] = [(None, None)] * len(texts)
+        if self.service_head is not None:
+            service_probs = calibrated_proba(self.service_head, features)
+            best = service_probs.argmax(axis=1)
+            labels = [str(c) for c in self.service_head.classes_]
+            services = [
+                (labels[j], round(float(service_probs[i, j]), 4)) for i, j in enumerate(best)
+            ]
+        return [
+            self._prediction(features[i], probs[i], urgent[i], security[i], services[i])
+            for i in range(len(texts))
+        ]
 
-    def _prediction(self, row: Any, probs: np.ndarray) -> Prediction:
-        priority = decide(probs)
+    def _prediction(
+        self,
+        row: Any,
+        probs: np.ndarray,
+        urgent: bool = False,
+        security: bool = False,
+        service: tuple[str | None, float | None] = (None, None),
+    ) -> Prediction:
+        decided = decide(probs)
+        criteria, terms = self._explain(row, decided)
+        if security and SECURITY_CRITERION not in criteria:  # a model file without the column
+            criteria = (*criteria, SECURITY_CRITERION)
+        priority = apply_floors(decided, criteria)
+        if priority is not decided:  # the terms should say why the floor's level, not the model's
+            terms = self._explain(row, priority)[1]
         confidence = float(probs[ORDER.index(priority)])
         possibly_critical = priority is not Priority.KRITISCH and bool(
             probs[0] >= POSSIBLY_CRITICAL
         )
-        criteria, terms = self._explain(row, priority)
+        security = SECURITY_CRITERION in criteria
+        if urgent and URGENCY not in criteria:  # shown to staff, never read by the model
+            criteria = (*criteria, URGENCY)
         return Prediction(
             priority=priority,
             confidence=round(confidence, 4),
             probabilities={p: round(float(v), 4) for p, v in zip(ORDER, probs, strict=True)},
             model_version=self.version,
-            needs_review=confidence < self.review_below or possibly_critical,
+            needs_review=confidence < self.review_below or possibly_critical or security,
             explanation=Explanation(criteria=criteria, terms=terms),
+            service=service[0],
+            service_confidence=service[1],
         )
 
     @cached_property
@@ -159,7 +233,12 @@ class PriorityModel:
         """The criteria present, and the word n-grams and criteria that pushed hardest towards
         the proposed priority (feature value times its weight for that priority)."""
         names, shown, coef, criteria_columns = self._explainable
-        found = tuple(criteria_columns[i] for i in sorted(row.indices) if i in criteria_columns)
+        first = min(criteria_columns, default=0)  # the criteria are the last block of columns
+        found = tuple(
+            criteria_columns[i]
+            for i in sorted(int(j) for j in row.indices[row.indices >= first])
+            if i in criteria_columns
+        )
         klass = list(self.pipeline.classes_).index(priority.value)
         keep = shown[row.indices]
         columns = row.indices[keep]
@@ -171,6 +250,50 @@ class PriorityModel:
             if weights[i] > 0
         )
         return found, terms
+
+
+def transform(transformer: Any, texts: list[str]) -> sparse.csr_matrix:
+    """transformer.transform(texts); for an l2-normalised TF-IDF vectorizer the same arithmetic
+    without scikit-learn's input checks (a third of a single request's time)."""
+    if not (
+        isinstance(transformer, TfidfVectorizer)
+        and transformer.norm == "l2"
+        and transformer.use_idf
+        and not transformer.binary
+    ):
+        return transformer.transform(texts)
+    counts = CountVectorizer.transform(transformer, texts)
+    x = sparse.csr_matrix(counts, dtype=np.float64)
+    if transformer.sublinear_tf:
+        np.log(x.data, x.data)
+        x.data += 1.0
+    x.data *= transformer.idf_[x.indices]
+    inplace_csr_row_normalize_l2(x)
+    return x
+
+
+def calibrated_proba(calibrated: Any, features: sparse.csr_matrix) -> np.ndarray:
+    """CalibratedClassifierCV.predict_proba for one sigmoid-calibrated linear model with more
+    than two classes, without scikit-learn's per-call input checks (they cost ~1 ms per call,
+    half of a single request). The same arithmetic; anything else goes the ordinary way."""
+    members = getattr(calibrated, "calibrated_classifiers_", [])
+    if len(members) != 1 or getattr(members[0], "method", "") != "sigmoid":
+        return np.asarray(calibrated.predict_proba(features), dtype=np.float64)
+    member = members[0]
+    estimator = member.estimator
+    classes = list(calibrated.classes_)
+    if len(classes) < 3 or not hasattr(estimator, "coef_"):
+        return np.asarray(calibrated.predict_proba(features), dtype=np.float64)
+    scores = np.asarray(features @ estimator.coef_.T) + estimator.intercept_
+    proba = np.zeros((features.shape[0], len(classes)))
+    for column, (label, calibrator) in enumerate(
+        zip(estimator.classes_, member.calibrators, strict=True)
+    ):
+        proba[:, classes.index(label)] = expit(-(calibrator.a_ * scores[:, column] + calibrator.b_))
+    total = proba.sum(axis=1)[:, np.newaxis]
+    proba = np.divide(proba, total, out=np.full_like(proba, 1 / len(classes)), where=total != 0)
+    proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
+    return np.asarray(proba, dtype=np.float64)
 
 
 def _return_freed_memory() -> None:

@@ -12,9 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sklearn
 import skops.io as sio
+from scipy import sparse
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
 
 from classifier.corpus import CORPUS_DIR, Example, corpus_digest, load_corpus
 from classifier.evaluate import metrics
@@ -25,6 +29,7 @@ from classifier.registry import ModelRegistry
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 HELD_OUT_PERCENT = 20
 CORRECTION_WEIGHT = 3.0  # a staff decision counts three corpus rows
+SERVICE_MIN_ROWS = 3  # a service with fewer labelled rows is not proposed (nothing to learn)
 
 
 def is_held_out(example_id: str) -> bool:
@@ -49,6 +54,50 @@ def fit(examples: Sequence[Example], weights: Sequence[float] | None = None) -> 
         if hasattr(transformer, "vocabulary_"):
             transformer.vocabulary_ = {term: int(i) for term, i in transformer.vocabulary_.items()}
     return pipeline
+
+
+def fit_service_head(
+    features: sparse.csr_matrix,
+    services: Sequence[str | None],
+    weights: Sequence[float] | None = None,
+    seed: int = 13,
+) -> CalibratedClassifierCV | None:
+    """The second head: a calibrated classifier over the priority pipeline's features that
+    proposes the Leistungskatalog service. Rows without a service (older corrections) are
+    skipped, and so are services with fewer than SERVICE_MIN_ROWS rows. None when fewer than
+    two services remain."""
+    counts: dict[str, int] = {}
+    for service in services:
+        if service:
+            counts[service] = counts.get(service, 0) + 1
+    known = {s for s, n in counts.items() if n >= SERVICE_MIN_ROWS}
+    if len(known) < 2:
+        return None
+    keep = [i for i, s in enumerate(services) if s in known]
+    y = [str(services[i]) for i in keep]
+    # A linear SVM: as good as a logistic regression here and several times quicker to train
+    # (classifier/compare.py), calibrated to probabilities like the priority head.
+    model = LinearSVC(C=0.5, class_weight="balanced", random_state=seed)
+    folds = min(5, min(counts[s] for s in known))
+    head = CalibratedClassifierCV(model, method="sigmoid", cv=folds, ensemble=False)
+    params = (
+        {"sample_weight": np.asarray([weights[i] for i in keep])} if weights is not None else {}
+    )
+    head.fit(features[keep], y, **params)
+    return head
+
+
+def features_of(pipeline: Pipeline, texts: Sequence[str]) -> sparse.csr_matrix:
+    union = pipeline.named_steps["features"]
+    return sparse.hstack([t.transform(list(texts)) for _, t in union.transformer_list]).tocsr()
+
+
+def score_service(model: PriorityModel, examples: Sequence[Example]) -> dict[str, Any]:
+    """Accuracy of the proposed service on the rows that have one."""
+    labelled = [e for e in examples if e.service]
+    predictions = model.predict_many([(e.subject, e.body) for e in labelled])
+    hits = sum(p.service == e.service for p, e in zip(predictions, labelled, strict=True))
+    return {"n": len(labelled), "accuracy": round(hits / len(labelled), 4) if labelled else 0.0}
 
 
 def score(model: PriorityModel, examples: Sequence[Example]) -> dict[str, Any]:
@@ -83,12 +132,16 @@ def train_version(
     rows = [*train_rows, *corrections]
     weights = [1.0] * len(train_rows) + [CORRECTION_WEIGHT] * len(corrections)
     pipeline = fit(rows, weights)
+    head = fit_service_head(
+        features_of(pipeline, [e.text for e in rows]), [e.service for e in rows], weights
+    )
     digest = corpus_digest(rows)
     moment = now or datetime.now(UTC)
     version = f"{name}-{moment:%Y%m%d-%H%M%S}-{digest[:8]}"
     models_dir.mkdir(parents=True, exist_ok=True)
     path = models_dir / f"{version}.skops"
-    sio.dump(pipeline, path, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
+    bundle = {"priority": pipeline, "service": head}  # one file: both heads share the features
+    sio.dump(bundle, path, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
     unexpected = {
         t
         for t in sio.get_untrusted_types(file=path)
@@ -108,12 +161,19 @@ def train_version(
         "languages": {
             lang: sum(e.lang == lang for e in rows) for lang in sorted({e.lang for e in rows})
         },
+        "services": {
+            s: sum(e.service == s for e in rows)
+            for s in sorted({e.service for e in rows if e.service})
+        },
+        "service_head": None if head is None else [str(c) for c in head.classes_],
         "held_out_rows": len(held),
         "size_bytes": path.stat().st_size,
     }
     _write_card(path, card)
     candidate = PriorityModel.load(path)
     card["held_out"] = score(candidate, held)
+    if head is not None:
+        card["held_out_service"] = score_service(candidate, held)
     _write_card(path, card)
     registry = ModelRegistry(models_dir)
     activated, reason = _gate(registry, card["held_out"], held)
@@ -149,3 +209,20 @@ def _gate(
         f"(macro-F1 {new['macro_f1']:.4f} vs {old['macro_f1']:.4f}, "
         f"Kritisch recall {new['kritisch_recall']:.4f} vs {old['kritisch_recall']:.4f})"
     )
+
+
+def main() -> int:
+    """`make train` / `python -m classifier.train`: a new version from the shipped corpus."""
+    result = train_version()
+    held = result.held_out
+    print(f"trained {result.version} -> {result.path}")
+    print(
+        f"held-out: macro-F1 {held['macro_f1']:.3f}, Kritisch recall {held['kritisch_recall']:.3f}, "
+        f"calibration error {held['calibration_error']:.3f}"
+    )
+    print(("activated: " if result.activated else "not activated: ") + result.reason)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

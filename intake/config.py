@@ -26,6 +26,12 @@ from pydantic import (
 
 from intake.domain import AuthMode, ContractModel, Priority
 
+# The checkout (or installed tree) that holds the shipped models and corpus.
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+# Directories that a relative value anchors to: the configuration file's directory when the
+# file names them, the package's own (shipped) ones when nothing does. A value from the
+# environment stays relative to the working directory, like any path on a command line.
+ANCHORED_PATHS = ("classifier.models_dir", "classifier.corpus_dir")
 ENV_PREFIX = "INTAKE_"
 GERMAN_STATES: tuple[str, ...] = tuple(holidays.list_supported_countries()["DE"])
 CONFIG_ENV = "INTAKE_CONFIG"
@@ -576,11 +582,38 @@ def load_config(path: Path | str | None = None, environ: Mapping[str, str] | Non
                     f"{source}: {key}: secrets are read only from the environment; "
                     f"remove it from the file and set {env_name}"
                 )
+    in_file = {key for key in ANCHORED_PATHS if _lookup(data, key.split(".")) is not None}
     origins = _apply_environment(data, env)
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source, origins)) from None
+    return _anchor_paths(cfg, source, in_file, origins)
+
+
+def _anchor_paths(
+    cfg: Config, source: Path | None, in_file: set[str], origins: Mapping[str, str]
+) -> Config:
+    """Resolve the relative model and corpus directories, so that `intake serve` started
+    anywhere finds the shipped model: against the file's directory when the file names them
+    (falling back to the package's own directory of that name when the file's has none, e.g.
+    a config.yaml copied to /etc with `models_dir: models`), against the package when no file
+    does; values from the environment are left as given (relative to the working directory)."""
+    updates: dict[str, Path] = {}
+    for key in ANCHORED_PATHS:
+        section, name = key.split(".")
+        value: Path = getattr(getattr(cfg, section), name)
+        if value.is_absolute() or key in origins:
+            continue
+        shipped = PACKAGE_ROOT / value
+        if key in in_file and source is not None:
+            beside = source.resolve().parent / value
+            updates[name] = beside if beside.exists() or not shipped.exists() else shipped
+        else:
+            updates[name] = shipped
+    if not updates:
+        return cfg
+    return cfg.model_copy(update={"classifier": cfg.classifier.model_copy(update=updates)})
 
 
 def _default_path(env: Mapping[str, str]) -> Path | None:

@@ -258,6 +258,9 @@ class Explanation:
 
 
 POSSIBLY_CRITICAL = 0.2  # P(Kritisch) from which a request is treated as possibly critical
+# The classifier's criterion for a security or data-protection incident (foreign tickets in the
+# portal, a data leak, unauthorised access, ransomware): at least Hoch, and staff are alerted.
+SECURITY_CRITERION = "Sicherheits-/Datenschutzvorfall"
 
 
 @dataclass(frozen=True)
@@ -274,10 +277,12 @@ class Prediction:
 
     @property
     def possibly_critical(self) -> bool:
-        """Proposed as Kritisch, or Kritisch likely enough that staff should look at once."""
+        """Proposed as Kritisch, Kritisch likely enough, or a security incident: staff should
+        look at once."""
         return (
             self.priority is Priority.KRITISCH
             or self.probabilities.get(Priority.KRITISCH, 0.0) >= POSSIBLY_CRITICAL
+            or SECURITY_CRITERION in self.explanation.criteria
         )
 
 

@@ -147,3 +147,136 @@ def test_the_classifier_reads_a_bounded_prefix_of_a_huge_request(model: Priority
     assert huge.priority is alone.priority
     # Within the bound the same alarm is read and decides.
     assert model.predict("Frage", question + alarm).priority is Priority.KRITISCH
+
+
+OUTAGE = "Totalausfall/Absturz/Hänger"
+QUESTION = "Frage zur Nutzung"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Kein Ausfall, nur eine Frage zur Signatur.",
+        "Das System ist nicht abgestürzt, es ist nur langsam.",
+        "Seit 10 Uhr läuft wieder alles, bitte nur die Ursache prüfen.",
+        "Das Portal ist wieder erreichbar.",
+        "The outage is resolved, please tell us the cause.",
+        "Production works again, just curious why it happened.",
+        "500 Tickets in der Queue, wie archiviere ich die?",
+        "We imported 502 tickets yesterday.",
+    ],
+)
+def test_negated_resolved_and_counted_words_are_no_outage(text: str) -> None:
+    assert OUTAGE not in find_criteria(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Produktion zeigt nur noch HTTP 500.",
+        "Fehler 503 beim Aufruf von index.pl",
+        "Internal Server Error auf dem Produktivsystem",
+        "Es ist kein Test: das Produktivsystem ist ausgefallen.",
+        "Läuft wieder? Nein, der Server ist immer noch abgestürzt.",
+    ],
+)
+def test_error_codes_in_an_error_context_and_real_outages_still_count(text: str) -> None:
+    assert OUTAGE in find_criteria(text)
+
+
+def test_resolution_is_its_own_criterion() -> None:
+    assert "Problem behoben/läuft wieder" in find_criteria("Seit 10 Uhr läuft wieder alles.")
+    assert "Problem behoben/läuft wieder" in find_criteria("Issue resolved, it works again.")
+    assert "Problem behoben/läuft wieder" not in find_criteria("Der Daemon läuft nicht.")
+    # A negation before a comma belongs to the clause before it.
+    assert "Problem behoben/läuft wieder" in find_criteria(
+        "Das System war 20 Minuten nicht erreichbar, läuft jetzt wieder."
+    )
+
+
+def test_criteria_match_whole_words_and_need_a_subject() -> None:
+    assert QUESTION not in find_criteria("Ihre Anfrage zum Ticketsystem ist eingegangen.")
+    assert "Alle Benutzer betroffen" not in find_criteria(
+        "Alle Filter sind weg, sämtliche Queues leer"
+    )
+    assert "Alle Benutzer betroffen" in find_criteria("Alle Agenten sehen eine leere Übersicht.")
+    assert "Alle Benutzer betroffen" in find_criteria("All users are locked out.")
+
+
+def test_a_question_mark_does_not_make_a_malfunction_a_usage_question() -> None:
+    assert QUESTION not in find_criteria("Warum geht der Mailversand seit heute nicht mehr?")
+    assert QUESTION in find_criteria("Wie kann ich eine Signatur pro Queue festlegen?")
+
+
+def test_a_request_that_only_says_no_outage_is_not_critical(model: PriorityModel) -> None:
+    prediction = model.predict(None, "Kein Ausfall, nur eine Frage zur Signatur.")
+    assert prediction.priority is not Priority.KRITISCH
+    assert OUTAGE not in prediction.explanation.criteria
+
+
+def test_urgency_words_push_nowhere(model: PriorityModel) -> None:
+    calm = model.predict(None, "neues Feld im Formular gewünscht")
+    urgent = model.predict(None, "DRINGEND: neues Feld im Formular gewünscht ASAP!!")
+    assert urgent.priority is Priority.NIEDRIG
+    assert urgent.probabilities == calm.probabilities
+    assert "Dringlichkeitswort" in urgent.explanation.criteria
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Kunden sehen fremde Tickets im Portal.",
+        "Im Kundenportal sieht ein Kunde die Tickets anderer Kunden.",
+        "We found a data leak: customer data is publicly downloadable.",
+        "Unauthorised access to our Znuny admin account, credentials are compromised.",
+        "Ransomware auf dem Server, die Anlagen sind verschlüsselt.",
+    ],
+)
+def test_a_security_incident_is_at_least_hoch_and_alerts_staff(
+    model: PriorityModel, text: str
+) -> None:
+    prediction = model.predict(None, text)
+    assert prediction.priority in (Priority.KRITISCH, Priority.HOCH)
+    assert prediction.needs_review and prediction.possibly_critical
+    assert "Sicherheits-/Datenschutzvorfall" in prediction.explanation.criteria
+
+
+def test_no_security_incident_in_a_negation() -> None:
+    assert "Sicherheits-/Datenschutzvorfall" not in find_criteria(
+        "Kein Datenleck, nur eine Frage zur Passwortrichtlinie."
+    )
+
+
+def test_a_null_body_is_the_empty_text(model: PriorityModel) -> None:
+    from classifier.corpus import classifier_text
+
+    assert classifier_text("Betreff", None) == "Betreff"
+    assert (
+        model.predict("Drucker", None).probabilities == model.predict("Drucker", "").probabilities
+    )
+
+
+def test_the_shipped_model_proposes_the_service_it_calls_off(model: PriorityModel) -> None:
+    outage = model.predict(
+        "Produktion steht", "Unser Znuny-Produktivsystem ist komplett ausgefallen, kein Workaround."
+    )
+    assert outage.service == "stoerung"
+    assert outage.service_confidence is not None and 0 < outage.service_confidence <= 1
+    update = model.predict("Update", "Bitte aktualisieren Sie unser Znuny von 6.5 auf 7.0.")
+    assert update.service == "update"
+
+
+def test_the_quick_probabilities_are_scikit_learns(model: PriorityModel) -> None:
+    from classifier.model import calibrated_proba, transform
+    from classifier.train import features_of
+
+    texts = ["Produktivsystem steht, kein Workaround", "Wie lege ich eine Queue an?", "x", ""]
+    features = features_of(model.pipeline, texts)
+    for _, transformer in model.pipeline.named_steps["features"].transformer_list:
+        quick, usual = transform(transformer, texts), transformer.transform(texts)
+        assert quick.shape == usual.shape and abs(quick - usual).max() < 1e-12
+    calibrated = model.pipeline.named_steps["model"]
+    assert np.allclose(calibrated_proba(calibrated, features), calibrated.predict_proba(features))
+    assert model.service_head is not None
+    expected = model.service_head.predict_proba(features)
+    assert np.allclose(calibrated_proba(model.service_head, features), expected)

@@ -92,6 +92,21 @@ def test_classify_reads_json_lines_and_explains(tmp_path: Path) -> None:
     assert [r["priority"] for r in rows] == ["Kritisch", "Niedrig"]
     assert set(rows[0]["probabilities"]) == {"Kritisch", "Hoch", "Mittel", "Niedrig"}
     assert "Kein Workaround" in rows[0]["explanation"]["criteria"]
+    assert all("service" in r and "service_confidence" in r for r in rows)
+
+
+def test_classify_reads_a_null_body_as_the_empty_text(tmp_path: Path) -> None:
+    env = environment(tmp_path, "sqlite://", 0)
+    lines = "\n".join(
+        json.dumps({"subject": "Drucker", "body": body}) for body in (None, "", "None")
+    )
+    result = subprocess.run(
+        [*INTAKE, "classify"], env=env, input=lines, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    null, empty, word = [json.loads(line) for line in result.stdout.splitlines()]
+    assert null == empty
+    assert null["probabilities"] != word["probabilities"]  # "None" was read before
 
 
 @pytest.mark.slow
@@ -146,3 +161,66 @@ def test_serve_refuses_relay_credentials_without_tls(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "relay.username" in result.stderr and "STARTTLS" in result.stderr
     assert "hunter2-geheim" not in result.stderr
+
+
+def test_classify_finds_the_shipped_model_from_any_working_directory(tmp_path: Path) -> None:
+    """No models_dir in the environment: the config file's relative `models` is its own
+    directory's, not the working directory's; without any file, the package's shipped one."""
+    env = {
+        k: v
+        for k, v in environment(tmp_path, "sqlite://", 0).items()
+        if k not in ("INTAKE_CLASSIFIER__MODELS_DIR", "INTAKE_CONFIG")
+    } | {"PYTHONPATH": str(ROOT)}
+    line = json.dumps({"body": "Wie kann ich eine neue Queue anlegen?"}) + "\n"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for command in (INTAKE, INTAKE[:3]):  # with --config ROOT/config.yaml, and with no file
+        result = subprocess.run(
+            [*command, "classify"],
+            env=env,
+            cwd=elsewhere,
+            input=line,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["priority"] == "Niedrig"
+
+
+def test_evaluate_reports_per_language_and_style(tmp_path: Path) -> None:
+    env = environment(tmp_path, "sqlite://", 0)
+    data = tmp_path / "labelled.jsonl"
+    rows = [
+        {
+            "subject": "Produktion steht",
+            "body": "Produktivsystem komplett ausgefallen, niemand kann arbeiten, kein Workaround.",
+            "priority": "Kritisch",
+        },
+        {"subject": None, "body": "wie kann ich eine queue anlegen?", "priority": "Niedrig"},
+        {
+            "subject": "Question",
+            "body": "How do I add a new queue in Znuny?",
+            "priority": "Niedrig",
+            "lang": "en",
+            "style": "mail",
+        },
+    ]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    report = tmp_path / "report.json"
+    result = intake(
+        env,
+        "evaluate",
+        "--data",
+        str(data),
+        "--report",
+        str(report),
+        "--figure",
+        str(tmp_path / "f.png"),
+    )
+    assert result.returncode == 0, result.stderr
+    written = json.loads(report.read_text(encoding="utf-8"))
+    assert {k: v["n"] for k, v in written["by_language"].items()} == {"de": 2, "en": 1}
+    assert {k: v["n"] for k, v in written["by_style"].items()} == {"chat": 1, "mail": 2}
+    assert "language de" in result.stdout and "style chat" in result.stdout
+    assert (tmp_path / "f.png").stat().st_size > 0

@@ -34,3 +34,50 @@ def test_fewer_than_five_percent_of_rows_have_a_near_duplicate() -> None:
     np.fill_diagonal(similarity, 0)
     with_duplicate = int((similarity >= 0.8).any(axis=1).sum())
     assert with_duplicate / len(EXAMPLES) < 0.05, f"{with_duplicate} rows have a near duplicate"
+
+
+SERVICES = {
+    "stoerung",
+    "konfiguration",
+    "update",
+    "installation",
+    "beratung",
+    "anpassung",
+    "download",
+    "vertrag",
+}
+KEY_ORDER = ["id", "lang", "style", "scenario", "subject", "body", "priority", "service", "hard_case"]
+
+
+def test_every_row_names_a_known_service_and_every_service_has_rows() -> None:
+    unknown = [e.id for e in EXAMPLES if e.service not in SERVICES]
+    assert not unknown, unknown[:10]
+    counts = Counter(e.service for e in EXAMPLES)
+    assert all(counts[s] >= 30 for s in SERVICES), counts
+
+
+def test_a_shared_scenario_groups_at_least_two_rows() -> None:
+    groups = Counter(e.scenario for e in EXAMPLES)
+    lonely = [e.id for e in EXAMPLES if e.scenario != e.id and groups[e.scenario] < 2]
+    assert not lonely, lonely
+
+
+def test_rows_keep_the_documented_key_order() -> None:
+    import json
+
+    from classifier.corpus import CORPUS_DIR
+
+    for path in sorted(CORPUS_DIR.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            keys = list(json.loads(line))
+            assert keys == [k for k in KEY_ORDER if k in keys], (path.name, keys)
+
+
+def test_tagged_traps_keep_the_guide_s_decisions() -> None:
+    # a security incident is at least Hoch; an incident a restart already solved is Niedrig
+    security = [e.id for e in EXAMPLES if e.hard_case == "security"]
+    assert security and all(
+        e.priority in (Priority.KRITISCH, Priority.HOCH) for e in EXAMPLES if e.hard_case == "security"
+    )
+    resolved = {"resolved", "restart_solved", "solved-by-restart"}
+    assert all(e.priority == Priority.NIEDRIG for e in EXAMPLES if e.hard_case in resolved)

@@ -98,10 +98,27 @@ def test_a_model_file_round_trips_and_a_foreign_scikit_learn_version_is_refused(
     assert model.predict(*text) == again.predict(*text)
     card_path = result.path.with_suffix(".json")
     card = json.loads(card_path.read_text())
+    # The service head lives in the same file and proposes a service of the catalogue.
+    proposed = model.predict(*text)
+    assert proposed.service in card["service_head"] and card["held_out_service"]["n"] > 0
+    assert proposed.service_confidence is not None and 0 < proposed.service_confidence <= 1
     card["scikit_learn"] = "0.24.2"
     card_path.write_text(json.dumps(card))
     with pytest.raises(ModelRefused, match=r"trained with scikit-learn 0\.24\.2"):
         PriorityModel.load(result.path)
+
+
+def test_the_service_head_skips_rows_without_a_service_and_rare_services() -> None:
+    from scipy import sparse
+
+    from classifier.train import fit_service_head
+
+    rng = np.random.default_rng(3)
+    services = ["stoerung", "beratung"] * 20 + [None] * 10 + ["vertrag"] * 2
+    x = sparse.csr_matrix(rng.random((len(services), 6)))
+    head = fit_service_head(x, services)
+    assert head is not None and list(head.classes_) == ["beratung", "stoerung"]
+    assert fit_service_head(x, [None] * len(services)) is None
 
 
 def test_a_tampered_model_file_is_refused(tmp_path: Path) -> None:

@@ -100,8 +100,11 @@ def test_the_queue_puts_tickets_for_review_and_the_critical_one_first(client: Te
     assert "prüfen" in rows[0][1] and "zurückgehalten" in rows[0][1]
     # ... then by deadline: the critical outage (Wednesday) before the question (later).
     assert 'class="badge Kritisch"' in rows[1][1] and 'class="badge Niedrig"' in rows[2][1]
+    # The filter shows exactly the tickets proposed Niedrig (the question; the model may also
+    # call the held junk mail Niedrig: it describes no malfunction).
     filtered = client.get("/", params={"priority": "Niedrig"})
-    assert len(re.findall(r'href="/tickets/(\d{16})"', filtered.text)) == 1
+    niedrig = sum('class="badge Niedrig"' in row for _, row in rows)
+    assert len(re.findall(r'href="/tickets/(\d{16})"', filtered.text)) == niedrig >= 1
 
 
 def test_hostile_ticket_contents_render_harmless(client: TestClient) -> None:

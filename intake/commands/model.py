@@ -35,7 +35,7 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
-    from classifier.evaluate import metrics, read_labelled, write_figure
+    from classifier.evaluate import metrics, metrics_by, read_labelled, write_figure
     from classifier.registry import ModelRegistry
 
     model = ModelRegistry(cfg.classifier.models_dir).load(args.version, cfg.classifier.review_below)
@@ -48,6 +48,8 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
         "model_version": model.version,
         "data": str(args.data),
         **metrics(truth, proposed, confidence),
+        "by_language": metrics_by([i.lang for i in items], truth, proposed, confidence),
+        "by_style": metrics_by([i.style for i in items], truth, proposed, confidence),
     }
     report_path = args.report or Path("var/evaluation") / f"{args.data.stem}-{model.version}.json"
     figure_path = args.figure or report_path.with_suffix(".png")
@@ -75,6 +77,13 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
         labels, report["confusion_matrix"]["rows_true_columns_proposed"], strict=True
     ):
         print(f"  {label:<10}" + " ".join(f"{n:>5}" for n in row))
+    for title, key in (("language", "by_language"), ("style", "by_style")):
+        for group, part in report[key].items():
+            print(
+                f"{title} {group:<5} n {part['n']:>5}  accuracy {part['accuracy']:.3f}  "
+                f"macro-F1 {part['macro_f1']:.3f}  Kritisch recall {part['kritisch_recall']:.3f}  "
+                f"calibration error {part['calibration_error']:.3f}"
+            )
     print(f"report: {report_path}  figure: {figure_path}")
     return 0
 
@@ -113,7 +122,7 @@ def cmd_classify(cfg: Config, args: argparse.Namespace) -> int:
 
     model = ModelRegistry(cfg.classifier.models_dir).load(review_below=cfg.classifier.review_below)
     if args.text is not None:
-        items: list[tuple[str | None, str]] = [(None, args.text)]
+        items: list[tuple[str | None, str | None]] = [(None, args.text)]
     else:
         items = []
         for number, line in enumerate(sys.stdin, 1):
@@ -121,7 +130,10 @@ def cmd_classify(cfg: Config, args: argparse.Namespace) -> int:
                 continue
             try:
                 row = json.loads(line)
-                items.append((row.get("subject"), str(row["body"])))
+                subject, body = row.get("subject"), row["body"]  # a null body is the empty text
+                if not isinstance(subject, str | None) or not isinstance(body, str | None):
+                    raise ValueError("subject and body are text or null")
+                items.append((subject, body))
             except (ValueError, KeyError, AttributeError):
                 print(
                     f'intake: line {number}: expected {{"subject": ..., "body": ...}}',
@@ -137,6 +149,8 @@ def cmd_classify(cfg: Config, args: argparse.Namespace) -> int:
                     "probabilities": {p.value: v for p, v in prediction.probabilities.items()},
                     "needs_review": prediction.needs_review,
                     "model_version": prediction.model_version,
+                    "service": prediction.service,
+                    "service_confidence": prediction.service_confidence,
                     "explanation": {
                         "criteria": list(prediction.explanation.criteria),
                         "terms": [
