@@ -46,7 +46,17 @@ SERVICES = {
     "download",
     "vertrag",
 }
-KEY_ORDER = ["id", "lang", "style", "scenario", "subject", "body", "priority", "service", "hard_case"]
+KEY_ORDER = [
+    "id",
+    "lang",
+    "style",
+    "scenario",
+    "subject",
+    "body",
+    "priority",
+    "service",
+    "hard_case",
+]
 
 
 def test_every_row_names_a_known_service_and_every_service_has_rows() -> None:
@@ -77,7 +87,9 @@ def test_tagged_traps_keep_the_guide_s_decisions() -> None:
     # a security incident is at least Hoch; an incident a restart already solved is Niedrig
     security = [e.id for e in EXAMPLES if e.hard_case == "security"]
     assert security and all(
-        e.priority in (Priority.KRITISCH, Priority.HOCH) for e in EXAMPLES if e.hard_case == "security"
+        e.priority in (Priority.KRITISCH, Priority.HOCH)
+        for e in EXAMPLES
+        if e.hard_case == "security"
     )
     resolved = {"resolved", "restart_solved", "solved-by-restart"}
     assert all(e.priority == Priority.NIEDRIG for e in EXAMPLES if e.hard_case in resolved)
