@@ -156,10 +156,10 @@ class ServiceModel:
     def __init__(self, model: PriorityModel, service: str | None, confidence: float = 0.9):
         self.model = model
         self.service = service
-        self.confidence = confidence
+        self.confidence = confidence if service is not None else None
 
     def predict_many(self, items: list[tuple[str | None, str]], max_chars: int = 20_000) -> Any:
-        return [
+        return [  # the priority head's answer stays the real one
             replace(p, service=self.service, service_confidence=self.confidence)
             for p in self.model.predict_many(items, max_chars)
         ]
@@ -240,8 +240,8 @@ def test_without_a_proposed_service_the_priority_price_applies_as_before(
     model: PriorityModel,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # The shipped model has no second head yet: Prediction.service is None.
-    intake = IntakeService(cfg, sessions, model)
+    # A model without the second head (as before #15): Prediction.service is None.
+    intake = IntakeService(cfg, sessions, ServiceModel(model, None))
     receipt = intake.receive(parse_email(make_mail(sender=POINTS_SENDER, **QUESTION), AT))
     assert receipt.priority is Priority.NIEDRIG and receipt.outcome is Outcome.ACCEPTED
     assert points_entries(sessions) == [(-1, None)]
@@ -423,3 +423,17 @@ def test_the_staff_page_shows_the_service_and_staff_correct_it_beside_the_priori
     assert "anna: Leistung Beratung → Anpassung / Entwicklung" in after
     assert "+2 – Gutschrift" in after and "-5 – Reservierung" in after
     assert points_entries(sessions) == [(-2, None), (2, "anna"), (-5, "anna")]
+
+
+def test_the_shipped_model_proposes_the_service_and_the_points_follow_it(
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    model: PriorityModel,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    intake = IntakeService(cfg, sessions, model)
+    receipt = intake.receive(parse_email(make_mail(sender=POINTS_SENDER, **QUESTION), AT))
+    assert receipt.priority is Priority.NIEDRIG and receipt.outcome is Outcome.ACCEPTED
+    assert points_entries(sessions) == [(-2, None)]  # a Beratung costs 2 points
+    assert "Beratung" in last_reply(sessions)
+    assert "Guthaben 118 Punkte" in contracts_show(cfg, "K-1003", capsys)
