@@ -84,7 +84,7 @@ def test_a_staff_member_corrects_a_priority_and_sees_the_new_deadline(
             expect(page.locator("#priority")).to_have_text(Priority.NIEDRIG.value)
             page.get_by_label("Priorität", exact=True).select_option("Kritisch")
             page.get_by_label("Grund").select_option("Kein Workaround")
-            page.get_by_role("button", name="Speichern").click()
+            page.get_by_role("button", name="Priorität speichern").click()
             expect(page.get_by_role("status")).to_contain_text("Frist neu berechnet")
             expect(page.locator("#priority")).to_have_text("Kritisch")
             expect(page.locator("#deadline")).to_have_text(expected)

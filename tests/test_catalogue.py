@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -32,6 +31,7 @@ from intake.web.app import create_app
 from tests.support.config import ROOT, make_config
 from tests.support.database import count
 from tests.support.factories import make_mail
+from tests.support.models import ServiceModel
 from tests.support.web import PASSWORD, csrf_of, login
 
 BASIC = ContractView(1, ContractModel.BASIC, date(2026, 1, 1), date(2026, 12, 31), quota=30)
@@ -148,21 +148,6 @@ DOWNLOAD_EN = dict(
     body="Hello, where can we download the latest patches and the current version? Thanks",
 )
 QUESTION = dict(subject="Frage zu Queues", body="Wie lege ich eine neue Queue an? Danke")
-
-
-class ServiceModel:
-    """The real model, with the second head's answer given: `service` at `confidence`."""
-
-    def __init__(self, model: PriorityModel, service: str | None, confidence: float = 0.9):
-        self.model = model
-        self.service = service
-        self.confidence = confidence if service is not None else None
-
-    def predict_many(self, items: list[tuple[str | None, str]], max_chars: int = 20_000) -> Any:
-        return [  # the priority head's answer stays the real one
-            replace(p, service=self.service, service_confidence=self.confidence)
-            for p in self.model.predict_many(items, max_chars)
-        ]
 
 
 @pytest.fixture

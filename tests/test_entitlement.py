@@ -22,6 +22,7 @@ from intake.staff import StaffActionRefused, book_hours, correct_priority, refun
 from tests.support.config import ROOT
 from tests.support.database import count
 from tests.support.factories import make_mail
+from tests.support.models import ServiceModel
 
 AT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)  # Wednesday 10:00 in Berlin
 QUESTION = dict(
@@ -35,7 +36,9 @@ OUTAGE = dict(
 
 @pytest.fixture
 def service(cfg: Config, sessions: sessionmaker[Session], model: PriorityModel) -> IntakeService:
-    return IntakeService(cfg, sessions, model)
+    """Points priced by priority, as without a proposed service (tests/test_catalogue.py has the
+    prices by the Leistungskatalog)."""
+    return IntakeService(cfg, sessions, ServiceModel(model, None))
 
 
 def receive(
