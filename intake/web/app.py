@@ -312,6 +312,18 @@ def create_app(
                 model_label=ContractModel(contract.model).label if contract else "–",
             )
 
+    def refuse_correction(
+        request: Request, csrf: str, number: str, reason: str, note: str
+    ) -> Response | None:
+        """A correction form needs a login, its token, a plausible ticket and plain text."""
+        if (refused := refuse_form(request, csrf)) is not None:
+            return refused
+        if not plausible_number(number):
+            return Response("Unbekanntes Ticket.", status_code=404)
+        if not (plain_text(reason) and plain_text(note, lines=True)):
+            return Response(MALFORMED, status_code=400)
+        return None
+
     @app.post("/tickets/{number}/priority", response_model=None)
     def correct(
         request: Request,
@@ -322,17 +334,13 @@ def create_app(
         notify: str = Form(""),
         csrf: str = Form(""),
     ) -> Response:
-        if (refused := refuse_form(request, csrf)) is not None:
+        if (refused := refuse_correction(request, csrf, number, reason, note)) is not None:
             return refused
-        if not plausible_number(number):
-            return Response("Unbekanntes Ticket.", status_code=404)
-        if not (plain_text(reason) and plain_text(note, lines=True)):
-            return Response(MALFORMED, status_code=400)
         try:
             chosen = Priority(priority)
         except ValueError:
             return Response("Unbekannte Priorität.", status_code=400)
-        why = f"{reason}: {note.strip()}" if note.strip() else reason
+        why = because(reason, note)
         try:
             with sessions.begin() as session:
                 correct_priority(
@@ -354,15 +362,11 @@ def create_app(
         csrf: str = Form(""),
     ) -> Response:
         """Staff choose the Leistungskatalog service; a points ticket is re-priced."""
-        if (refused := refuse_form(request, csrf)) is not None:
+        if (refused := refuse_correction(request, csrf, number, reason, note)) is not None:
             return refused
-        if not plausible_number(number):
-            return Response("Unbekanntes Ticket.", status_code=404)
-        if not (plain_text(reason) and plain_text(note, lines=True)):
-            return Response(MALFORMED, status_code=400)
         if cfg.service(service) is None:
             return Response("Unbekannte Leistung.", status_code=400)
-        why = f"{reason}: {note.strip()}" if note.strip() else reason
+        why = because(reason, note)
         try:
             with sessions.begin() as session:
                 correct_service(
@@ -440,3 +444,8 @@ def create_app(
         return quality_view(request, trained=result)
 
     return app
+
+
+def because(reason: str, note: str) -> str:
+    """What staff gave as the reason of a correction: the chosen reason and their note."""
+    return f"{reason}: {note.strip()}" if note.strip() else reason
