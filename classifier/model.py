@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import sklearn
@@ -170,8 +170,20 @@ class PriorityModel:
             services = [
                 (labels[j], round(float(service_probs[i, j]), 4)) for i, j in enumerate(best)
             ]
+        # A row's columns and values straight from the CSR arrays: features[i] builds a sparse
+        # matrix per row, which cost a quarter of a batch.
+        bounds = features.indptr
         return [
-            self._prediction(features[i], probs[i], urgent[i], security[i], services[i])
+            self._prediction(
+                Row(
+                    features.indices[bounds[i] : bounds[i + 1]],
+                    features.data[bounds[i] : bounds[i + 1]],
+                ),
+                probs[i],
+                urgent[i],
+                security[i],
+                services[i],
+            )
             for i in range(len(texts))
         ]
 
@@ -250,6 +262,13 @@ class PriorityModel:
             if weights[i] > 0
         )
         return found, terms
+
+
+class Row(NamedTuple):
+    """One request's non-zero feature columns and their values."""
+
+    indices: np.ndarray
+    data: np.ndarray
 
 
 def transform(transformer: Any, texts: list[str]) -> sparse.csr_matrix:
