@@ -25,6 +25,7 @@ from intake.delivery import answer_ticket
 from intake.domain import (
     Channel,
     ContractModel,
+    ContractView,
     Priority,
     TicketStatus,
     contract_year,
@@ -32,7 +33,7 @@ from intake.domain import (
 )
 from intake.replies import ReplyContext, ReplyKind, ReplyRenderer, reply_context
 from intake.rules.base import select_valid_contract
-from intake.rules.charges import charge_for, points_price, reprice
+from intake.rules.charges import Charge, charge_for, points_price, reprice
 from intake.rules.deadline import Deadlines
 
 RENDERER = ReplyRenderer()
@@ -179,19 +180,34 @@ def correct_service(
         old_name = before.name if before else (old or "ohne Leistung")
         view = store.contract_view(contract)
         for charge in reprice(reserved, price or 0, old_name, entry.name, reason):
-            store.book(
-                session,
-                charge,
-                contract=view,
-                ticket_id=ticket.id,
-                received_at=ticket.received_at,
-                zone=cfg.zone,
-                now=now,
-                staff=staff,
-            )
+            _book(session, cfg, ticket, view, charge, staff, now)
         delta = reserved - (price or 0)
     session.flush()
     return ServiceCorrectionResult(number, old, entry.id, delta)
+
+
+def _book(
+    session: Session,
+    cfg: Config,
+    ticket: Ticket,
+    contract: ContractView,
+    charge: Charge,
+    staff: str,
+    now: datetime,
+    reason: str | None = None,
+) -> None:
+    """A staff decision's charge on the ticket's contract, in the year of its receipt."""
+    store.book(
+        session,
+        charge,
+        contract=contract,
+        ticket_id=ticket.id,
+        received_at=ticket.received_at,
+        zone=cfg.zone,
+        now=now,
+        staff=staff,
+        reason=reason,
+    )
 
 
 def _deadline(cfg: Config, ticket: Ticket, contract: Contract, priority: Priority) -> datetime:
@@ -260,17 +276,7 @@ def accept_held(session: Session, cfg: Config, number: str, staff: str, now: dat
         view = store.contract_view(contract)
         charge = charge_for(view, priority, cfg.points_catalogue, service_of(cfg, ticket))
         if charge is not None:
-            store.book(
-                session,
-                charge,
-                contract=view,
-                ticket_id=ticket.id,
-                received_at=ticket.received_at,
-                zone=cfg.zone,
-                now=now,
-                staff=staff,
-                reason="Von Mitarbeitern angenommen",
-            )
+            _book(session, cfg, ticket, view, charge, staff, now, "Von Mitarbeitern angenommen")
     session.flush()
     return ticket
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import UTC, date, datetime
-from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from classifier.model import PriorityModel
 from intake.commands.tickets import cmd_contracts_show, cmd_tickets_show
 from intake.config import Config, ConfigError, load_config
 from intake.corrections import training_corrections
-from intake.db.tables import Correction, LedgerEntry, OutboxItem, Staff, Ticket
+from intake.db.tables import Correction, LedgerEntry, Staff, Ticket
 from intake.domain import ContractModel, ContractView, Outcome, Priority, TicketStatus
 from intake.mail.parse import parse_email
 from intake.passwords import hash_password
@@ -29,7 +28,7 @@ from intake.service import IntakeService, Receipt
 from intake.staff import StaffActionRefused, correct_priority, correct_service
 from intake.web.app import create_app
 from tests.support.config import ROOT, make_config
-from tests.support.database import count
+from tests.support.database import count, last_reply
 from tests.support.factories import make_mail
 from tests.support.models import ServiceModel
 from tests.support.web import PASSWORD, csrf_of, login
@@ -167,15 +166,6 @@ def receive(
 ) -> Receipt:
     intake = IntakeService(cfg, sessions, ServiceModel(model, service, confidence))
     return intake.receive(parse_email(make_mail(sender=sender, **(mail or QUESTION)), AT))
-
-
-def last_reply(sessions: sessionmaker[Session]) -> str:
-    with sessions() as session:
-        item = session.scalars(select(OutboxItem).order_by(OutboxItem.id.desc())).first()
-    assert item is not None
-    return str(
-        message_from_bytes(item.payload, policy=policy.default).get_body(("plain",)).get_content()
-    )
 
 
 def points_entries(sessions: sessionmaker[Session]) -> list[tuple[float, str | None]]:

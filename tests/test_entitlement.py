@@ -20,7 +20,7 @@ from intake.mail.parse import parse_email
 from intake.service import IntakeService, Receipt
 from intake.staff import StaffActionRefused, book_hours, correct_priority, refund, set_points
 from tests.support.config import ROOT
-from tests.support.database import count
+from tests.support.database import count, last_reply
 from tests.support.factories import make_mail
 from tests.support.models import ServiceModel
 
@@ -45,15 +45,6 @@ def receive(
     service: IntakeService, sender: str = "it@muster.example", at: datetime = AT, **mail: str
 ) -> Receipt:
     return service.receive(parse_email(make_mail(sender=sender, **(mail or QUESTION)), at))
-
-
-def last_reply(sessions: sessionmaker[Session]) -> str:
-    with sessions() as session:
-        item = session.scalars(select(OutboxItem).order_by(OutboxItem.id.desc())).first()
-    assert item is not None
-    return str(
-        message_from_bytes(item.payload, policy=policy.default).get_body(("plain",)).get_content()
-    )
 
 
 def use_requests(sessions: sessionmaker[Session], model: str, n: int) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from email import message_from_bytes, policy
 
 import psycopg
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
+
+from intake.db.tables import OutboxItem
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -28,3 +31,13 @@ def count(sessions: sessionmaker[Session], table: str, where: str = "1=1") -> in
         return int(
             session.execute(text(f"select count(*) from {table} where {where}")).scalar_one()
         )
+
+
+def last_reply(sessions: sessionmaker[Session]) -> str:
+    """The plain text of the latest mail in the outbox."""
+    with sessions() as session:
+        item = session.scalars(select(OutboxItem).order_by(OutboxItem.id.desc())).first()
+    assert item is not None
+    return str(
+        message_from_bytes(item.payload, policy=policy.default).get_body(("plain",)).get_content()
+    )
