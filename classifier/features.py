@@ -143,13 +143,30 @@ _QUICK = {name: re.compile(p.pattern.replace(r"\b", "")) for name, p in CRITERIA
 # Cheaper still for the long patterns: words one of which every match contains.
 _GATES: dict[str, tuple[str, ...]] = {
     OUTAGE: (
-        "ausf", "ausgefallen", "nichts mehr", "erreichbar", "down", "stürz", "absturz", "start",
+        "ausf", "ausgefallen", "nichts mehr", "erreichbar", "down", "komplett", "stürz", "absturz", "start",
         "hängt", "friert", "eingefroren", "error", "gateway", "unavailable", "50", "crash",
         "outage", "unreachable", "responding", "hang", "frozen", "nothing works", "kann", "can",
         "steht komplett",
     ),
     RESOLVED: (
         "wieder", "erledigt", "behoben", "resolved", "fixed", "again", "back", "itself",
+    ),
+    "Neustart ohne Erfolg": ("neustart", "neu gestartet", "reboot", "restart"),
+    "Nach Neustart wieder in Ordnung": ("neustart", "reboot", "restart"),
+    WORKAROUND_NEGATED: ("kein", "workaround", "umgehung", "no way", "not possible"),
+    "Alle Benutzer betroffen": (
+        "alle", "sämtlich", "niemand", "kein", "nobody", "no one", "all ", "everyone",
+        "everybody", "ganze",
+    ),
+    "Einzelne Benutzer betroffen": (
+        "agent", "kolleg", "nutzer", "user", "mitarbeite", "anwender", "colleague", "only",
+        "nur ",
+    ),
+    "Wunsch/Erweiterung/Angebot": (
+        "feature", "erweiterung", "anpassung", "wunsch", "wünschen", "gewünscht", "neue funktion",
+        "angebot", "kostenvoranschlag", "quote", "offer", "schulung", "training", "workshop",
+        "would like", "möchten gern", "hätten gern", "lizenz", "licen", "download", "new field",
+        "neues feld", "entwicklung", "customi",
     ),
     SECURITY_CRITERION: (
         "fremd", "andere", "other", "another", "daten", "data", "sicherheit", "security",
@@ -161,7 +178,7 @@ _GATES: dict[str, tuple[str, ...]] = {
 
 def _maybe(name: str, lowered: str) -> bool:
     gate = _GATES.get(name)
-    if gate is not None and not any(word in lowered for word in gate):
+    if gate is not None and not any(map(lowered.__contains__, gate)):
         return False
     return bool(_QUICK[name].search(lowered))
 
@@ -264,14 +281,26 @@ def has_security_incident(text: str) -> bool:
     )
 
 
+# Every urgency match contains one of these (in lower case); most texts contain none, and
+# looking for them is far quicker than the case-blind pattern.
+_URGENCY_GATE = (
+    "dringend", "asap", "urgent", "eilig", "eilt", "schnellstmöglich", "sofort", "so schnell",
+    "as soon", "notfall", "emergency", "prio", "!!",
+)  # fmt: skip
+
+
+def _may_be_urgent(text: str) -> bool:
+    return any(map(text.lower().__contains__, _URGENCY_GATE))
+
+
 def has_urgency(text: str) -> bool:
-    return bool(_URGENCY_RE.search(text))
+    return _may_be_urgent(text) and bool(_URGENCY_RE.search(text))
 
 
 def neutral_text(text: str) -> str:
     """The text without urgency words: "DRINGEND"/"ASAP" describe no impact and must move the
     proposal nowhere, so the model neither learns nor reads them."""
-    return _URGENCY_RE.sub(" ", text).strip()
+    return (_URGENCY_RE.sub(" ", text) if _may_be_urgent(text) else text).strip()
 
 
 class CriteriaFeatures(BaseEstimator, TransformerMixin):  # type: ignore[misc]

@@ -11,7 +11,8 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from classifier.features import find_criteria
+from classifier.corpus import load_corpus
+from classifier.features import _GATES, CRITERIA, find_criteria
 from classifier.model import ModelRefused, PriorityModel, decide
 from intake.domain import Priority
 
@@ -184,6 +185,26 @@ def test_error_codes_in_an_error_context_and_real_outages_still_count(text: str)
     assert OUTAGE in find_criteria(text)
 
 
+def test_every_criterion_match_passes_its_quick_gate() -> None:
+    """A criterion's pattern runs only on texts holding one of its gate words, so every text
+    the pattern matches (the corpus and phrases the corpus lacks) must hold one."""
+    phrases = [
+        "unser znuny ist komplett weg",
+        "der server ist komplett tot",
+        "geht gar nichts mehr",
+    ]
+    texts = [e.text.lower() for e in load_corpus()] + phrases
+    for name, gate in _GATES.items():
+        for text in texts:
+            for match in CRITERIA[name].finditer(text):
+                assert any(word in match.group() for word in gate), (name, match.group())
+
+
+def test_an_outage_said_without_the_word_is_found() -> None:
+    assert OUTAGE in find_criteria("Unser Znuny ist seit heute früh komplett weg.")
+    assert OUTAGE in find_criteria("Der Server ist komplett tot.")
+
+
 def test_resolution_is_its_own_criterion() -> None:
     assert "Problem behoben/läuft wieder" in find_criteria("Seit 10 Uhr läuft wieder alles.")
     assert "Problem behoben/läuft wieder" in find_criteria("Issue resolved, it works again.")
@@ -271,12 +292,29 @@ def test_the_quick_probabilities_are_scikit_learns(model: PriorityModel) -> None
     from classifier.train import features_of
 
     texts = ["Produktivsystem steht, kein Workaround", "Wie lege ich eine Queue an?", "x", ""]
+    # The quick n-gram counting must see words exactly as scikit-learn does: every corpus text
+    # (twice: the second time from the word cache), odd whitespace, accents, one huge word.
+    awkward = ["  a  b\t\tc\n", "Straße\u00a0ÄÖÜ\u2003é", "Fehler" * 5000, "ab ab ab ab"]
+    every = texts + [e.text for e in load_corpus()] * 2 + awkward
     features = features_of(model.pipeline, texts)
     for _, transformer in model.pipeline.named_steps["features"].transformer_list:
-        quick, usual = transform(transformer, texts), transformer.transform(texts)
+        quick, usual = transform(transformer, every), transformer.transform(every)
         assert quick.shape == usual.shape and abs(quick - usual).max() < 1e-12
     calibrated = model.pipeline.named_steps["model"]
     assert np.allclose(calibrated_proba(calibrated, features), calibrated.predict_proba(features))
     assert model.service_head is not None
     expected = model.service_head.predict_proba(features)
     assert np.allclose(calibrated_proba(model.service_head, features), expected)
+
+
+def test_the_word_cache_stays_bounded_under_endless_new_words(
+    model: PriorityModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from classifier import model as model_module
+
+    monkeypatch.setattr(model_module, "WORD_CACHE_SIZE", 500)
+    words = [f"wort{i}" for i in range(3000)]
+    for start in range(0, len(words), 300):
+        model.predict("Neu", " ".join(words[start : start + 300]))
+        sizes = [len(cache) for cache in model_module._WORD_COLUMNS.values()]
+        assert sizes and max(sizes) <= 500 + 300
