@@ -485,7 +485,7 @@ def test_a_flood_of_logins_waits_for_a_hashing_slot_and_is_then_turned_away(
         release.wait(5)
         return False
 
-    monkeypatch.setattr("intake.web.app.check_login", slow_check)
+    monkeypatch.setattr("intake.web.routes.auth.check_login", slow_check)
     first: list[int] = []
     hashing = threading.Thread(
         target=lambda: first.append(login(TestClient(app, follow_redirects=False), "x"))
@@ -501,3 +501,37 @@ def test_a_flood_of_logins_waits_for_a_hashing_slot_and_is_then_turned_away(
         hashing.join(10)
     assert waiting.status_code == 503 and "überlastet" in waiting.text
     assert first == [401]
+
+
+def test_a_form_posted_after_the_session_ended_leads_to_the_login_and_back_to_its_page(
+    client: TestClient, sessions: sessionmaker[Session]
+) -> None:
+    """The session ran out while the ticket page was open: the post goes to the login page,
+    whose `next` is the ticket page (a GET), never the post's address (405 JSON before)."""
+    ticket_page = "/tickets/2026112510000001"
+    response = client.post(
+        ticket_page + "/priority",
+        data={"priority": "Hoch", "reason": "Kein Workaround", "csrf": "alt"},
+        headers={"referer": f"http://testserver{ticket_page}"},
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=%2Ftickets%2F2026112510000001"
+    assert count(sessions, "corrections") == 0
+    form = client.get(response.headers["location"])
+    assert f'value="{ticket_page}"' in form.text
+    done = client.post(
+        "/login",
+        data={
+            "name": "anna",
+            "password": PASSWORD,
+            "csrf": csrf_of(form.text),
+            "next": ticket_page,
+        },
+    )
+    assert done.headers["location"] == ticket_page
+    page = client.get(ticket_page)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    # Without a Referer the page is the ticket the form belongs to.
+    client.cookies.clear()
+    bare = client.post(ticket_page + "/held", data={"action": "accept", "csrf": "x"})
+    assert bare.headers["location"] == "/login?next=%2Ftickets%2F2026112510000001"
