@@ -46,7 +46,8 @@ _OUTAGE = (
     r"\bcrash|\boutage|unreachable|not responding|\bhangs?\b|\bhanging\b|\bfrozen\b|"
     r"won'?t start|does not start|doesn'?t start|nothing works|niemand kann|keiner kann|kein(e|er)? "
     r"(agent|kolleg\w*|benutzer|nutzer|mitarbeiter\w*) kann|"
-    r"nobody can|no one can|steht komplett|totalausfall|is down\b|went down"
+    r"nobody can|no one can|steht komplett|\balles steht\b|\bsteht (jetzt |nun )?(alles )?still\b|"
+    r"totalausfall|is down\b|went down"
 )
 _RESOLVED = (
     r"\b(läuft|geht|funktioniert|klappt|ist)( jetzt| nun| inzwischen| seit \S+( uhr)?| auch)? wieder\b"
@@ -146,7 +147,7 @@ _GATES: dict[str, tuple[str, ...]] = {
         "ausf", "ausgefallen", "nichts mehr", "erreichbar", "down", "komplett", "stürz", "absturz", "start",
         "hängt", "friert", "eingefroren", "error", "gateway", "unavailable", "50", "crash",
         "outage", "unreachable", "responding", "hang", "frozen", "nothing works", "kann", "can",
-        "steht komplett",
+        "steht",
     ),
     RESOLVED: (
         "wieder", "erledigt", "behoben", "resolved", "fixed", "again", "back", "itself",

@@ -11,11 +11,11 @@ from intake.language import guess_language
 
 
 def training_corrections(session: Session) -> list[Example]:
-    """Every ticket whose priority or service staff decided, as a training example (latest
-    decisions); `service` is None where staff decided none."""
+    """Every customer message whose priority or service staff decided, as a training example
+    (the latest decision about that text); `service` is None where staff decided none."""
     return [
         Example(
-            id=f"correction-{row.ticket_id}",
+            id=f"correction-{row.ticket_id}-{row.message_id}",
             lang=guess_language(f"{row.subject} {row.body}"),
             style="mail",
             subject=row.subject,

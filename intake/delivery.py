@@ -16,7 +16,14 @@ from intake.compose import compose_reply
 from intake.config import Config
 from intake.db import store
 from intake.db.tables import Message, OutboxItem, Ticket
-from intake.domain import Channel, Prediction, Priority, machine_address, usable_address
+from intake.domain import (
+    Channel,
+    Prediction,
+    Priority,
+    TicketStatus,
+    machine_address,
+    usable_address,
+)
 from intake.logs import log_event
 from intake.replies import Reply
 
@@ -152,13 +159,6 @@ def answer_ticket(
 PRIORITY_CODES = {p.value[0]: p for p in Priority}
 
 
-STATUS_DE = {
-    "open": "offen",
-    "held": "zurückgehalten (Vertrag/Absender prüfen)",
-    "closed": "geschlossen",
-}
-
-
 def priority_callback(number: str, priority: Priority) -> str:
     """Callback data of a staff alert's button (at most 64 bytes: 'prio:<number>:<K|H|M|N>')."""
     return f"prio:{number}:{priority.value[0]}"
@@ -185,7 +185,7 @@ def queue_staff_alert(
         f"Kanal: {'Telegram' if ticket.channel == Channel.TELEGRAM.value else 'E-Mail'}",
         f"Vorschlag: {prediction.priority.value} ({prediction.confidence:.0%}), "
         f"P(Kritisch) {critical:.0%}",
-        f"Status: {STATUS_DE.get(ticket.status, ticket.status)}",
+        f"Status: {TicketStatus(ticket.status).label}",
     ]
     if ticket.deadline is not None:
         lines.append(f"Antwort bis: {format_deadline(ticket.deadline, cfg.zone, 'de')}")

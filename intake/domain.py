@@ -80,14 +80,88 @@ class Action(StrEnum):
 
 
 class TicketStatus(StrEnum):
-    OPEN = "open"
+    """A ticket's lifecycle: neu → in Bearbeitung → erledigt; requests the rules hold wait as
+    gehalten until staff accept (neu) or reject them (abgelehnt); an Znuny übergeben once the
+    provider's Znuny has it (#17)."""
+
+    NEW = "new"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
     HELD = "held"
-    CLOSED = "closed"
+    REJECTED = "rejected"
+    HANDED_OVER = "handed_over"
 
     @property
     def label(self) -> str:
         """German, for staff pages and the staff chat."""
-        return {"open": "offen", "held": "zurückgehalten", "closed": "geschlossen"}[self.value]
+        return STATUS_LABELS[self.value][0]
+
+    def label_in(self, language: str) -> str:
+        """For the customer (the chat's /status): German, or English where they write it."""
+        return STATUS_LABELS[self.value][1 if language == "en" else 0]
+
+    @property
+    def is_open(self) -> bool:
+        """Work on it is under way: new, in progress, or handed over to Znuny."""
+        return self in OPEN_STATUSES
+
+    @property
+    def in_queue(self) -> bool:
+        """Staff's open work: open, or held for their decision."""
+        return self in QUEUE_STATUSES
+
+
+STATUS_LABELS = {
+    "new": ("neu", "new"),
+    "in_progress": ("in Bearbeitung", "in progress"),
+    "done": ("erledigt", "done"),
+    "held": ("gehalten", "on hold"),
+    "rejected": ("abgelehnt", "declined"),
+    "handed_over": ("an Znuny übergeben", "in progress"),
+}
+OPEN_STATUSES = frozenset({TicketStatus.NEW, TicketStatus.IN_PROGRESS, TicketStatus.HANDED_OVER})
+QUEUE_STATUSES = frozenset({TicketStatus.NEW, TicketStatus.IN_PROGRESS, TicketStatus.HELD})
+# What staff may set by hand (accepting and rejecting held requests are decisions of their own).
+STAFF_TRANSITIONS: dict[TicketStatus, frozenset[TicketStatus]] = {
+    TicketStatus.NEW: frozenset({TicketStatus.IN_PROGRESS, TicketStatus.DONE}),
+    TicketStatus.IN_PROGRESS: frozenset({TicketStatus.NEW, TicketStatus.DONE}),
+    TicketStatus.DONE: frozenset({TicketStatus.IN_PROGRESS}),
+    TicketStatus.HANDED_OVER: frozenset({TicketStatus.DONE}),
+    TicketStatus.HELD: frozenset(),
+    TicketStatus.REJECTED: frozenset(),
+}
+
+
+class EventKind(StrEnum):
+    """What happened to a ticket (ticket_events): by staff (who) or by the customer (nobody)."""
+
+    STATUS = "status"  # staff set the status (erledigt, in Bearbeitung, wieder geöffnet)
+    PRIORITY = "priority"  # staff decided the priority
+    SERVICE = "service"  # staff decided the Leistungskatalog service
+    ACCEPTED = "accepted"  # a held request taken on
+    REJECTED = "rejected"  # a held request declined, the customer told
+    CUSTOMER = "customer"  # a held request given to a customer
+    ASSIGNED = "assigned"  # given to a staff member
+    NOTE = "note"  # an internal note
+    MESSAGE = "message"  # the customer wrote again
+    REOPENED = "reopened"  # the customer wrote to an erledigt ticket
+    RAISED = "raised"  # the customer's new message raised the priority
+
+    @property
+    def label(self) -> str:
+        return {
+            "status": "Status",
+            "priority": "Priorität",
+            "service": "Leistung",
+            "accepted": "Angenommen",
+            "rejected": "Abgelehnt",
+            "customer": "Kunde zugeordnet",
+            "assigned": "Zugewiesen",
+            "note": "Notiz",
+            "message": "Neue Nachricht",
+            "reopened": "Wieder geöffnet",
+            "raised": "Priorität angehoben",
+        }[self.value]
 
 
 class ChatState(StrEnum):

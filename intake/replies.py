@@ -51,6 +51,7 @@ class ReplyContext:
     download_url: str = ""
     download_text: str = ""  # downloads.text_de / text_en
     counted: bool = False  # the download answer used a request (downloads.counts_as_request)
+    body_text: str = ""  # staff's own words (an edited rejection) instead of the template's
 
 
 def reply_context(

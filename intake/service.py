@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,6 +46,7 @@ from intake.domain import (
     Triage,
 )
 from intake.language import guess_language
+from intake.lifecycle import customer_wrote
 from intake.logs import log_event
 from intake.replies import ReplyKind, ReplyRenderer, reply_context
 from intake.rules.base import RuleContext, select_valid_contract
@@ -64,13 +66,13 @@ OUTCOME_OF_ACTION = {
     Action.ANSWER: Outcome.ANSWERED,
 }
 STATUS_OF_OUTCOME = {
-    Outcome.ACCEPTED: TicketStatus.OPEN,
+    Outcome.ACCEPTED: TicketStatus.NEW,
     Outcome.HELD: TicketStatus.HELD,
     Outcome.UNREADABLE: TicketStatus.HELD,
-    Outcome.IGNORED: TicketStatus.CLOSED,
-    Outcome.FOLLOW_UP: TicketStatus.OPEN,
+    Outcome.IGNORED: TicketStatus.DONE,
+    Outcome.FOLLOW_UP: TicketStatus.NEW,
     Outcome.UNVERIFIED: TicketStatus.HELD,
-    Outcome.ANSWERED: TicketStatus.CLOSED,
+    Outcome.ANSWERED: TicketStatus.DONE,
 }
 # Outcomes that need nobody's look on their own (a low confidence still asks for one).
 SETTLED = (Outcome.ACCEPTED, Outcome.ANSWERED)
@@ -170,9 +172,7 @@ class IntakeService:
         if triage.outcome is Outcome.FOLLOW_UP and follow_up is not None:
             inbound = self._store_inbound(session, msg, follow_up.id)
             session.add(_triage_record(follow_up.id, inbound, triage))
-            return Receipt(
-                follow_up.number, triage.outcome, priority=triage.priority, ticket_id=follow_up.id
-            )
+            return self._follow_up(session, msg, follow_up.id, prediction, contact)
         language = guess_language(
             f"{msg.subject}\n{msg.body}", contact.language if contact else "de"
         )
@@ -237,6 +237,96 @@ class IntakeService:
             reply_queued=replied,
             alert_queued=alerted,
             ticket_id=ticket.id,
+        )
+
+    def _follow_up(
+        self,
+        session: Session,
+        msg: InboundMessage,
+        ticket_id: int,
+        prediction: Prediction | None,
+        contact: Contact | None,
+    ) -> Receipt:
+        """The customer wrote again (lifecycle.customer_wrote): flagged, an erledigt ticket
+        reopened; a clearly more urgent message raises the ticket: a deadline from now (never
+        later than the one promised), one mail stating it, a staff alert if Kritisch."""
+        ticket = session.scalars(
+            select(Ticket).where(Ticket.id == ticket_id).with_for_update()
+        ).one()
+        effect = customer_wrote(
+            session,
+            ticket,
+            prediction,
+            review_below=self.cfg.classifier.review_below,
+            now=msg.received_at,
+        )
+        replied = alerted = False
+        raised = effect.raised_to
+        if raised is not None:
+            contract = ticket.contract
+            if contract is not None and TicketStatus(ticket.status).is_open:
+                customer = ticket.customer
+                due = self.deadlines.due(
+                    ContractModel(contract.model),
+                    raised,
+                    msg.received_at,
+                    customer.state if customer else None,
+                )
+                ticket.deadline = min(ticket.deadline, due) if ticket.deadline else due
+            replied = self._tell_raised(session, msg, ticket, contact)
+            if raised is Priority.KRITISCH and prediction is not None:
+                alerted = queue_staff_alert(
+                    session,
+                    self.cfg,
+                    ticket,
+                    prediction,
+                    ticket.customer.name if ticket.customer else "",
+                    msg.body,
+                    msg.received_at,
+                )
+        return Receipt(
+            ticket.number,
+            Outcome.FOLLOW_UP,
+            priority=raised,
+            reply_queued=replied,
+            alert_queued=alerted,
+            ticket_id=ticket.id,
+        )
+
+    def _tell_raised(
+        self, session: Session, msg: InboundMessage, ticket: Ticket, contact: Contact | None
+    ) -> bool:
+        """One mail (or chat message) stating the raised priority and the deadline."""
+        if ticket.number is None:
+            return False
+        chat = msg.channel is Channel.TELEGRAM and msg.chat_id is not None
+        if not chat and not self._may_reply(session, msg.sender, contact, msg.received_at):
+            return False
+        current = ticket.final_priority or ticket.proposed_priority
+        language = ticket.language if ticket.language in ("de", "en") else "de"
+        reply = self.renderer.render(
+            reply_context(
+                ReplyKind.UPDATE,
+                language=language,
+                ticket_number=ticket.number,
+                subject=ticket.subject,
+                sender=ticket.sender,
+                contact_name=ticket.contact.name if ticket.contact else "",
+                model=ContractModel(ticket.contract.model) if ticket.contract else None,
+                priority=Priority(current) if current else None,
+                deadline=ticket.deadline,
+                zone=self.cfg.zone,
+            ),
+            channel=Channel(ticket.channel),
+        )
+        return answer_ticket(
+            session,
+            self.cfg,
+            ticket,
+            reply,
+            now=msg.received_at,
+            in_reply_to=msg.message_id,
+            references=msg.references,
         )
 
     def _store_inbound(self, session: Session, msg: InboundMessage, ticket_id: int) -> Message:

@@ -18,6 +18,7 @@ from intake.db.tables import (
     Correction,
     Customer,
     LedgerEntry,
+    Message,
     Ticket,
     TriageRecord,
 )
@@ -26,11 +27,14 @@ from intake.domain import (
     Channel,
     ContractModel,
     ContractView,
+    Direction,
+    EventKind,
     Priority,
     TicketStatus,
     contract_year,
     usable_address,
 )
+from intake.lifecycle import add_event
 from intake.replies import ReplyContext, ReplyKind, ReplyRenderer, reply_context
 from intake.rules.base import select_valid_contract
 from intake.rules.charges import Charge, charge_for, points_price, reprice
@@ -74,6 +78,16 @@ def _model_version(session: Session, ticket: Ticket) -> str | None:
     return latest.model_version if latest else None
 
 
+def _latest_inbound(session: Session, ticket: Ticket) -> int | None:
+    """The customer message a decision is about: the latest one staff saw on the ticket."""
+    found = session.scalar(
+        select(func.max(Message.id)).where(
+            Message.ticket_id == ticket.id, Message.direction == Direction.IN
+        )
+    )
+    return int(found) if found is not None else None
+
+
 def _ticket(session: Session, number: str) -> Ticket:
     ticket = session.scalars(
         select(Ticket).where(Ticket.number == number).with_for_update()
@@ -113,14 +127,24 @@ def correct_priority(
             staff=staff,
             reason=reason,
             model_version=_model_version(session, ticket),
+            message_id=_latest_inbound(session, ticket),
             created_at=now,
         )
     )
     ticket.final_priority = new.value
     ticket.needs_review = False
+    add_event(
+        session,
+        ticket,
+        EventKind.PRIORITY,
+        staff=staff,
+        what=f"{old.value if old else '–'} → {new.value}",
+        reason=reason,
+        now=now,
+    )
     delta = 0.0
     contract = session.get(Contract, ticket.contract_id) if ticket.contract_id else None
-    if contract is not None and ticket.status == "open":
+    if contract is not None and TicketStatus(ticket.status).is_open:
         model = ContractModel(contract.model)
         ticket.deadline = _deadline(cfg, ticket, contract, new)
         if model is ContractModel.POINTS:
@@ -162,22 +186,32 @@ def correct_service(
             staff=staff,
             reason=reason,
             model_version=_model_version(session, ticket),
+            message_id=_latest_inbound(session, ticket),
             created_at=now,
         )
     )
     ticket.final_service = entry.id
+    before = cfg.service(old)
+    old_name = before.name if before else (old or "ohne Leistung")
+    add_event(
+        session,
+        ticket,
+        EventKind.SERVICE,
+        staff=staff,
+        what=f"{old_name} → {entry.name}",
+        reason=reason,
+        now=now,
+    )
     delta = 0.0
     contract = session.get(Contract, ticket.contract_id) if ticket.contract_id else None
     if (
         contract is not None
-        and ticket.status == "open"
+        and TicketStatus(ticket.status).is_open
         and contract.model == ContractModel.POINTS.value
     ):
         current = ticket.final_priority or ticket.proposed_priority
         price = points_price(Priority(current) if current else None, cfg.points_catalogue, entry)
         reserved = -_net(session, ticket.id, "points")
-        before = cfg.service(old)
-        old_name = before.name if before else (old or "ohne Leistung")
         view = store.contract_view(contract)
         for charge in reprice(reserved, price or 0, old_name, entry.name, reason):
             _book(session, cfg, ticket, view, charge, staff, now)
@@ -211,18 +245,27 @@ def _book(
 
 
 def _deadline(cfg: Config, ticket: Ticket, contract: Contract, priority: Priority) -> datetime:
+    return _due(cfg, ticket, ContractModel(contract.model), priority)
+
+
+def _due(cfg: Config, ticket: Ticket, model: ContractModel, priority: Priority) -> datetime:
     customer = ticket.customer
     return Deadlines(cfg).due(
-        ContractModel(contract.model),
-        priority,
-        ticket.received_at,
-        customer.state if customer else None,
+        model, priority, ticket.received_at, customer.state if customer else None
     )
 
 
-def _reply_context(ticket: Ticket, kind: ReplyKind, cfg: Config, **values: Any) -> ReplyContext:
+def _reply_context(
+    ticket: Ticket,
+    kind: ReplyKind,
+    cfg: Config,
+    model: ContractModel | None = None,
+    **values: Any,
+) -> ReplyContext:
     contact = ticket.contact
     contract = ticket.contract
+    if model is None and contract is not None:
+        model = ContractModel(contract.model)
     current = ticket.final_priority or ticket.proposed_priority
     return reply_context(
         kind,
@@ -231,7 +274,7 @@ def _reply_context(ticket: Ticket, kind: ReplyKind, cfg: Config, **values: Any) 
         subject=ticket.subject,
         sender=ticket.sender,
         contact_name=contact.name if contact else "",
-        model=ContractModel(contract.model) if contract else None,
+        model=model,
         priority=Priority(current) if current else None,
         deadline=ticket.deadline,
         zone=cfg.zone,
@@ -260,37 +303,86 @@ def notify_priority(session: Session, cfg: Config, number: str, now: datetime) -
     return _answer(session, cfg, ticket, _reply_context(ticket, ReplyKind.UPDATE, cfg), now)
 
 
-def accept_held(session: Session, cfg: Config, number: str, staff: str, now: datetime) -> Ticket:
-    """Staff take a held request on: it opens, gets its deadline and consumes like any other."""
+def accept_held(
+    session: Session,
+    cfg: Config,
+    number: str,
+    staff: str,
+    now: datetime,
+    goodwill: ContractModel | None = None,
+    *,
+    tell: bool = True,
+) -> Ticket:
+    """Staff take a held request on: it becomes new, gets its deadline, consumes like any
+    other, and the customer gets the confirmation (number, priority, deadline). Without a valid
+    contract (expired, none) staff may accept it as goodwill under the contract model they
+    choose: its deadline, nothing charged."""
     ticket = _ticket(session, number)
-    if ticket.status != "held":
-        raise StaffActionRefused(f"ticket {number} is not held")
-    ticket.status = TicketStatus.OPEN
+    if ticket.status != TicketStatus.HELD:
+        raise StaffActionRefused(f"Ticket {number} ist nicht gehalten")
+    ticket.status = TicketStatus.NEW
     ticket.outcome = "accepted"
     ticket.needs_review = False
     current = ticket.final_priority or ticket.proposed_priority
     contract = session.get(Contract, ticket.contract_id) if ticket.contract_id else None
-    if contract is not None and current:
-        priority = Priority(current)
-        ticket.deadline = _deadline(cfg, ticket, contract, priority)
+    priority = Priority(current) if current else None
+    model = ContractModel(contract.model) if contract is not None else goodwill
+    if model is not None and priority is not None:
+        ticket.deadline = _due(cfg, ticket, model, priority)
+    if contract is not None and priority is not None:
         view = store.contract_view(contract)
         charge = charge_for(view, priority, cfg.points_catalogue, service_of(cfg, ticket))
         if charge is not None:
             _book(session, cfg, ticket, view, charge, staff, now, "Von Mitarbeitern angenommen")
+    what = "gehalten → neu"
+    if contract is None and goodwill is not None:
+        what += f"; Kulanz, Frist nach {goodwill.label}"
+    add_event(session, ticket, EventKind.ACCEPTED, staff=staff, what=what, now=now)
     session.flush()
+    if tell:
+        context = _reply_context(ticket, ReplyKind.CONFIRMATION, cfg, model=model)
+        _answer(session, cfg, ticket, context, now)
     return ticket
 
 
+def rejection_text(cfg: Config, ticket: Ticket) -> str:
+    """The rejection as the customer would get it, for staff to edit before sending."""
+    context = _reply_context(ticket, ReplyKind.REJECTED, cfg)
+    return RENDERER.render(context, channel=Channel(ticket.channel)).text.strip()
+
+
 def reject_held(
-    session: Session, cfg: Config, number: str, staff: str, reason: str, now: datetime
+    session: Session,
+    cfg: Config,
+    number: str,
+    staff: str,
+    reason: str,
+    now: datetime,
+    text: str = "",
 ) -> bool:
-    """Staff decline a held request; the customer gets the templated answer with the reason."""
+    """Staff decline a held request; the customer gets the rejection: staff's edited `text`,
+    else the template with the reason."""
     ticket = _ticket(session, number)
-    if ticket.status != "held":
-        raise StaffActionRefused(f"ticket {number} is not held")
-    ticket.status = TicketStatus.CLOSED
+    if ticket.status != TicketStatus.HELD:
+        raise StaffActionRefused(f"Ticket {number} ist nicht gehalten")
+    ticket.status = TicketStatus.REJECTED
     ticket.needs_review = False
-    context = _reply_context(ticket, ReplyKind.REJECTED, cfg, reasons=(reason,) if reason else ())
+    add_event(
+        session,
+        ticket,
+        EventKind.REJECTED,
+        staff=staff,
+        what="gehalten → abgelehnt",
+        reason=reason,
+        now=now,
+    )
+    context = _reply_context(
+        ticket,
+        ReplyKind.REJECTED,
+        cfg,
+        reasons=(reason,) if reason else (),
+        body_text=text.strip(),
+    )
     return _answer(session, cfg, ticket, context, now)
 
 
@@ -302,9 +394,9 @@ def assign_held(
     ticket = _ticket(session, number)
     customer = session.scalars(select(Customer).where(Customer.number == customer_number)).first()
     if customer is None:
-        raise StaffActionRefused(f"no customer {customer_number}")
-    if ticket.status != "held":
-        raise StaffActionRefused(f"ticket {number} is not held")
+        raise StaffActionRefused(f"Kunde {customer_number} unbekannt")
+    if ticket.status != TicketStatus.HELD:
+        raise StaffActionRefused(f"Ticket {number} ist nicht gehalten")
     ticket.customer_id = customer.id
     if usable_address(ticket.sender) and store.find_contact(session, ticket.sender) is None:
         contact = Contact(
@@ -320,6 +412,14 @@ def assign_held(
     day = ticket.received_at.astimezone(cfg.zone).date()
     valid = select_valid_contract(tuple(store.contract_views(session, customer.id)), day)
     ticket.contract_id = valid.id if valid else None
+    add_event(
+        session,
+        ticket,
+        EventKind.CUSTOMER,
+        staff=staff,
+        what=f"{customer.number} {customer.name}",
+        now=now,
+    )
     session.flush()
     session.refresh(ticket)
     return accept_held(session, cfg, number, staff, now)

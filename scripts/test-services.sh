@@ -15,6 +15,17 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# axe-core, the accessibility checker the browser tests inject into the staff pages (npm).
+AXE_DIR="$(cd "$(dirname "$0")/.." && pwd)/.cache/axe"
+if [ ! -f "$AXE_DIR/node_modules/axe-core/axe.min.js" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+    $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
+  fi
+  npm install --silent --no-audit --no-fund --prefix "$AXE_DIR" axe-core@4.10.2 >/dev/null
+fi
+echo "axe-core: $AXE_DIR/node_modules/axe-core/axe.min.js"
+
 # PostgreSQL runs on these machines at 127.0.0.1:5432 (trust auth); start it if it stopped.
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   if command -v pg_ctlcluster >/dev/null 2>&1; then

@@ -285,10 +285,10 @@ def test_a_basic_customers_download_request_gets_the_link_and_uses_no_request(
     assert "0 von 30 Anfragen" in contracts_show(cfg, "K-1001", capsys)
     with sessions() as session:
         ticket = session.scalars(select(Ticket)).one()
-        assert ticket.status == TicketStatus.CLOSED and ticket.outcome == "answered"
+        assert ticket.status == TicketStatus.DONE and ticket.outcome == "answered"
         assert ticket.deadline is None and ticket.proposed_priority == "Niedrig"
         assert ticket.proposed_service == "download"
-    # Writing back to the answer opens a new ticket that refers to it (it was closed).
+    # Writing back to the answer reopens the ticket: it was only closed as answered.
     again = IntakeService(cfg, sessions, model).receive(
         parse_email(
             make_mail(
@@ -299,10 +299,11 @@ def test_a_basic_customers_download_request_gets_the_link_and_uses_no_request(
             AT,
         )
     )
-    assert again.outcome is Outcome.ACCEPTED and again.ticket_number != receipt.ticket_number
+    assert again.outcome is Outcome.FOLLOW_UP and again.ticket_number == receipt.ticket_number
     with sessions() as session:
-        new = session.scalars(select(Ticket).where(Ticket.number == again.ticket_number)).one()
-        assert new.refers_to is not None and new.refers_to.number == receipt.ticket_number
+        ticket = session.scalars(select(Ticket)).one()
+        assert ticket.status == TicketStatus.NEW and ticket.unread_since is not None
+        assert [e.kind for e in ticket.events] == ["message", "reopened"]
 
 
 def test_a_download_answer_counts_as_a_request_when_so_configured(
@@ -394,8 +395,8 @@ def test_the_staff_page_shows_the_service_and_staff_correct_it_beside_the_priori
     )
     assert done.status_code == 303
     after = client.get(done.headers["location"]).text
-    assert "Leistung gespeichert" in after
-    assert "anna: Leistung Beratung → Anpassung / Entwicklung" in after
+    assert "Leistung „Anpassung / Entwicklung“ gespeichert; Reservierung angepasst." in after
+    assert "anna: <strong>Leistung</strong> Beratung → Anpassung / Entwicklung" in after
     assert "+2 – Gutschrift" in after and "-5 – Reservierung" in after
     assert points_entries(sessions) == [(-2, None), (2, "anna"), (-5, "anna")]
 

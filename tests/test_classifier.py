@@ -203,6 +203,9 @@ def test_every_criterion_match_passes_its_quick_gate() -> None:
 def test_an_outage_said_without_the_word_is_found() -> None:
     assert OUTAGE in find_criteria("Unser Znuny ist seit heute früh komplett weg.")
     assert OUTAGE in find_criteria("Der Server ist komplett tot.")
+    assert OUTAGE in find_criteria("jetzt ist es wirklich kritisch, alles steht")
+    assert OUTAGE in find_criteria("Die Produktion steht still.")
+    assert OUTAGE not in find_criteria("Was steht alles in der Dokumentation?")
 
 
 def test_resolution_is_its_own_criterion() -> None:

@@ -313,13 +313,13 @@ def test_staff_can_set_what_a_points_ticket_costs_and_the_balance_follows(
         )
 
 
-def test_a_reply_to_a_closed_ticket_opens_a_new_one_that_refers_to_it(
+def test_a_reply_to_a_rejected_request_opens_a_new_one_that_refers_to_it(
     service: IntakeService, sessions: sessionmaker[Session]
 ) -> None:
     first = receive(service)
     with sessions.begin() as session:
         old = session.scalars(select(Ticket).where(Ticket.number == first.ticket_number)).one()
-        old.status = "closed"
+        old.status = "rejected"
     again = receive(
         service,
         subject=f"Re: [Ticket#{first.ticket_number}] Frage zu Queues",

@@ -74,12 +74,43 @@ def test_a_version_1_database_with_tickets_upgrades_to_head_with_everything_kept
             "Alt",
             None,
         )
+        assert c.execute(text("select status from tickets")).scalar_one() == "new"  # was open
         assert c.execute(text("select count(*) from messages")).scalar_one() == 1
         assert c.execute(text("select count(*) from triage_records")).scalar_one() == 1
         assert c.execute(text("select failing_since from contacts")).scalar_one() is None
         if engine.dialect.name == "sqlite":
             assert c.execute(text("pragma foreign_key_check")).all() == []
     engine.dispose()
+
+
+def test_the_lifecycle_migration_names_old_statuses_as_staff_know_them(empty_url: str) -> None:
+    """0013: open → neu; closed → abgelehnt where staff declined a held request (its outcome
+    still says held), else erledigt (machine mail, answered downloads)."""
+    upgrade(empty_url, "0012")
+    engine = make_engine(empty_url)
+    rows = [("open", "accepted"), ("closed", "held"), ("closed", "ignored"), ("held", "held")]
+    with engine.begin() as c:
+        for i, (status, outcome) in enumerate(rows, 1):
+            c.execute(
+                text(
+                    "insert into tickets (number, channel, subject, status, outcome, sender, "
+                    "needs_review, language, received_at, created_at) values "
+                    "(:number, 'email', 'x', :status, :outcome, 'a@b.example', false, 'de', :n, :n)"
+                ),
+                {
+                    "number": f"20261127100000{i:02}",
+                    "status": status,
+                    "outcome": outcome,
+                    "n": "2026-11-27 09:00:00",
+                },
+            )
+    engine.dispose()
+    upgrade(empty_url)
+    engine = make_engine(empty_url)
+    with engine.connect() as c:
+        statuses = c.execute(text("select status from tickets order by id")).scalars().all()
+    engine.dispose()
+    assert statuses == ["new", "rejected", "done", "held"]
 
 
 def test_the_migrations_build_exactly_the_tables_the_code_uses(empty_url: str) -> None:

@@ -74,8 +74,8 @@ CASES = [
     ),
     (
         "follow-up",
-        context(follow_up=TicketRef(7, "2026112710000007", "open")),
-        "Nachricht zu offenem Ticket 2026112710000007: kein neues Ticket, kein Kontingent",
+        context(follow_up=TicketRef(7, "2026112710000007", "new")),
+        "Nachricht zu Ticket 2026112710000007: kein neues Ticket, kein Kontingent",
     ),
     (
         "unknown-sender",
@@ -139,12 +139,12 @@ def test_a_covered_request_hits_no_rule_and_every_miss_is_recorded() -> None:
             "automatic-message",
         ),
         (
-            context(customer=None, contracts=(), follow_up=TicketRef(1, "1", "open")),
+            context(customer=None, contracts=(), follow_up=TicketRef(1, "1", "new")),
             Action.FOLLOW_UP,
             "follow-up",
         ),
         (
-            context(customer=None, contracts=(), follow_up=TicketRef(1, "1", "closed")),
+            context(customer=None, contracts=(), follow_up=TicketRef(1, "1", "rejected")),
             Action.HOLD,
             "unknown-sender",
         ),

@@ -55,7 +55,7 @@ def test_critical_outage_from_a_basic_customer_on_friday_afternoon_is_due_monday
     with sessions() as session:
         ticket = session.scalars(select(Ticket)).one()
         assert ticket.deadline == datetime(2026, 11, 30, 10, 0, tzinfo=UTC)  # Mon 11:00 Berlin
-        assert ticket.status == "open"
+        assert ticket.status == "new"
         inbound = session.scalars(select(Message).where(Message.direction == "in")).one()
         assert inbound.raw is not None and b"Produktivsystem" in inbound.raw
         triage = session.scalars(select(TriageRecord)).one()

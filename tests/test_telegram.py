@@ -179,7 +179,7 @@ def test_link_request_follow_up_and_status(
         confirmation = wait_chat(api, CUSTOMER_CHAT, 5)[4]
         [ticket] = tickets(sessions)
         assert ticket.channel == "telegram" and ticket.sender == "it@muster.example"
-        assert ticket.proposed_priority == "Kritisch" and ticket.status == "open"
+        assert ticket.proposed_priority == "Kritisch" and ticket.status == "new"
         assert f"Ticket: {ticket.number}" in confirmation
         assert "Priorität: Kritisch" in confirmation and "Antwort bis:" in confirmation
         assert "dies ist Ihre 1. von 30, es verbleiben 29" in confirmation

@@ -225,7 +225,7 @@ def test_an_address_written_by_a_linked_customer_is_a_request_with_a_priority(
     user.say("kollege@muster.example")
     with sessions() as session:
         [ticket] = session.scalars(select(Ticket)).all()
-    assert ticket.status == "open" and ticket.proposed_priority is not None
+    assert ticket.status == "new" and ticket.proposed_priority is not None
     assert "Priorität:" in chat_texts(sessions, 42)[-1]
 
 

@@ -12,7 +12,7 @@ from intake.config import Config
 from intake.db import store
 from intake.db.engine import make_engine, make_sessions
 from intake.db.tables import Ticket
-from intake.domain import AuthResult, Priority
+from intake.domain import AuthResult, Priority, TicketStatus
 
 
 def _ticket_summary(ticket: Ticket) -> dict[str, Any]:
@@ -29,6 +29,9 @@ def _ticket_summary(ticket: Ticket) -> dict[str, Any]:
         "needs_review": ticket.needs_review,
         "deadline": ticket.deadline.isoformat() if ticket.deadline else None,
         "status": ticket.status,
+        "status_label": TicketStatus(ticket.status).label,
+        "assignee": ticket.assignee,
+        "new_message": ticket.unread_since is not None,
         "outcome": ticket.outcome,
         "sender_auth": ticket.sender_auth,
         "reasons": reasons,
@@ -103,10 +106,23 @@ def cmd_tickets_show(cfg: Config, args: argparse.Namespace) -> int:
             }
             for t in ticket.triages
         ]
+        data["events"] = [
+            {
+                "at": e.created_at.isoformat(),
+                "kind": e.kind,
+                "label": e.kind.label,
+                "staff": e.staff,
+                "what": e.what,
+                "reason": e.reason,
+            }
+            for e in ticket.events
+        ]
     if args.json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return 0
-    print(f"Ticket {data['number']}  ({data['channel']}, {data['status']}, {data['outcome']})")
+    print(
+        f"Ticket {data['number']}  ({data['channel']}, {data['status_label']}, {data['outcome']})"
+    )
     print(f"Absender:   {data['sender']}   Kunde: {data['customer'] or '-'}")
     if ticket_auth := data["sender_auth"]:
         print(f"Prüfung:    {AuthResult(ticket_auth).label}")
@@ -137,6 +153,11 @@ def cmd_tickets_show(cfg: Config, args: argparse.Namespace) -> int:
     for m in data["messages"]:
         print(f"--- {m['direction']} {m['from']} -> {m['to'] or 'support'}: {m['subject']}")
         print(m["body"] if not m["parse_error"] else f"(nicht lesbar: {m['parse_error']})")
+    for e in data["events"]:
+        reason = f" ({e['reason']})" if e["reason"] else ""
+        print(
+            f"  {_local(cfg, e['at'])} {e['staff'] or 'Kunde'}: {e['label']}: {e['what']}{reason}"
+        )
     return 0
 
 

@@ -208,34 +208,43 @@ class CorrectedRequest(NamedTuple):
     body: str
     priority: str  # the latest priority staff chose, else the one in force on the ticket
     service: str | None  # the latest service staff chose (None: they decided none)
+    message_id: int = 0  # the customer message the decision was about
 
 
 def corrected_requests(session: Session) -> list[CorrectedRequest]:
-    """Every ticket staff decided a priority or a service of, with the latest decision of each.
-    A ticket whose service alone was decided carries the priority in force (final or proposed)."""
-    priorities: dict[int, str] = {}
-    services: dict[int, str] = {}
+    """Every customer message staff decided a priority or a service of, with the latest
+    decision about it: a decision is paired with the text it was about (the message staff
+    saw when deciding; decisions from before that was recorded: the ticket's first message).
+    A message whose service alone was decided carries the priority in force on its ticket."""
+    priorities: dict[tuple[int, int | None], str] = {}
+    services: dict[tuple[int, int | None], str] = {}
     for correction in session.scalars(select(Correction).order_by(Correction.id)):
+        key = (correction.ticket_id, correction.message_id)
         if correction.new_priority is not None:
-            priorities[correction.ticket_id] = correction.new_priority
+            priorities[key] = correction.new_priority
         if correction.new_service is not None:
-            services[correction.ticket_id] = correction.new_service
+            services[key] = correction.new_service
     rows = []
-    for ticket_id in sorted(priorities.keys() | services.keys()):
-        first = session.scalars(
-            select(Message)
-            .where(Message.ticket_id == ticket_id, Message.direction == "in")
-            .order_by(Message.id)
-            .limit(1)
-        ).first()
-        priority = priorities.get(ticket_id)
+    for ticket_id, message_id in sorted(
+        priorities.keys() | services.keys(), key=lambda k: (k[0], k[1] or 0)
+    ):
+        query = select(Message).where(Message.ticket_id == ticket_id, Message.direction == "in")
+        if message_id is not None:
+            query = query.where(Message.id == message_id)
+        message = session.scalars(query.order_by(Message.id).limit(1)).first()
+        priority = priorities.get((ticket_id, message_id))
         if priority is None:
             ticket = session.get_one(Ticket, ticket_id)
             priority = ticket.final_priority or ticket.proposed_priority
-        if first is not None and priority is not None:
+        if message is not None and priority is not None:
             rows.append(
                 CorrectedRequest(
-                    ticket_id, first.subject, first.body_text, priority, services.get(ticket_id)
+                    ticket_id,
+                    message.subject,
+                    message.body_text,
+                    priority,
+                    services.get((ticket_id, message_id)),
+                    message.id,
                 )
             )
     return rows

@@ -30,6 +30,7 @@ from intake.domain import (
     AuthResult,
     ChatState,
     Direction,
+    EventKind,
     InboxState,
     OutboxStatus,
     TicketStatus,
@@ -39,6 +40,7 @@ from intake.domain import (
 ADDRESS_LENGTH = 320  # RFC 5321: 64 + 1 + 255
 MESSAGE_ID_LENGTH = 512
 SERVICE_LENGTH = 32  # a catalogue id (config.SERVICE_ID)
+STAFF_NAME_LENGTH = 128
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -162,6 +164,10 @@ class Ticket(Base):
     chat_id: Mapped[int | None] = mapped_column(BigInteger)  # Telegram: answers go to this chat
     # Whether the sender of the opening mail was confirmed (None: not checked, e.g. a chat).
     sender_auth: Mapped[AuthResult | None] = mapped_column(state_column(AuthResult))
+    # The staff member working on it ("Meine Tickets"), and since when a customer message
+    # waits unread ("Neue Nachricht": set by a follow-up, cleared when staff open the ticket).
+    assignee: Mapped[str | None] = mapped_column(String(STAFF_NAME_LENGTH), index=True)
+    unread_since: Mapped[datetime | None]
     received_at: Mapped[datetime]
     deadline: Mapped[datetime | None]
     created_at: Mapped[datetime]
@@ -174,6 +180,22 @@ class Ticket(Base):
         back_populates="ticket", order_by="Message.id", foreign_keys="Message.ticket_id"
     )
     triages: Mapped[list[TriageRecord]] = relationship(order_by="TriageRecord.id")
+    events: Mapped[list[TicketEvent]] = relationship(order_by="TicketEvent.id")
+
+
+class TicketEvent(Base):
+    """Everything that happened to a ticket after intake: who (None: the customer or the
+    system), when, what (kind and a German line), and why."""
+
+    __tablename__ = "ticket_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    kind: Mapped[EventKind] = mapped_column(state_column(EventKind))
+    staff: Mapped[str | None] = mapped_column(String(STAFF_NAME_LENGTH))
+    what: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
 
 
 class Message(Base):
@@ -288,6 +310,9 @@ class Correction(Base):
     staff: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text, default="")
     model_version: Mapped[str | None] = mapped_column(String(128))
+    # The customer message the decision was about (the latest one staff saw): training pairs
+    # the decision with its text, not with the ticket's first mail.
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     created_at: Mapped[datetime]
 
 

@@ -4,25 +4,28 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from intake.domain import Action, ContractModel, Verdict
+from intake.domain import Action, ContractModel, TicketStatus, Verdict
 from intake.rules.base import RuleContext, hit, miss
 
 
 class FollowUp:
-    """A message to an open ticket belongs to it: no new ticket, no quota, no points."""
+    """A message to one of the sender's tickets belongs to it: no new ticket, no quota, no
+    points; an erledigt ticket is reopened by it. Only a rejected request's ticket stays shut:
+    writing again is a new request (with a reference), which the rules judge afresh."""
 
     name: ClassVar[str] = "follow-up"
     action: ClassVar[Action] = Action.FOLLOW_UP
 
     def check(self, ctx: RuleContext) -> Verdict:
         ref = ctx.follow_up
-        if ref is not None and ref.status != "closed":
+        if ref is not None and ref.status != TicketStatus.REJECTED:
+            again = " (wird wieder geöffnet)" if ref.status == TicketStatus.DONE else ""
             return hit(
                 self,
-                f"Nachricht zu offenem Ticket {ref.number}: kein neues Ticket, kein Kontingent",
+                f"Nachricht zu Ticket {ref.number}{again}: kein neues Ticket, kein Kontingent",
             )
         if ref is not None:
-            return miss(self, f"Ticket {ref.number} ist geschlossen: neues Ticket mit Verweis")
+            return miss(self, f"Ticket {ref.number} wurde abgelehnt: neues Ticket mit Verweis")
         return miss(self, "Kein Bezug zu einem bestehenden Ticket")
 
 

@@ -28,6 +28,7 @@ from intake.db.tables import (
     TriageRecord,
 )
 from intake.domain import (
+    OPEN_STATUSES,
     AttachedFile,
     Channel,
     ChatState,
@@ -35,6 +36,7 @@ from intake.domain import (
     Outcome,
     Prediction,
     Priority,
+    TicketStatus,
 )
 from intake.replies import ReplyRenderer
 from intake.service import IntakeService
@@ -199,7 +201,7 @@ class ChatService:
         language = chat.language
         tickets = session.scalars(
             select(Ticket)
-            .where(Ticket.contact_id == chat.contact_id, Ticket.status == "open")
+            .where(Ticket.contact_id == chat.contact_id, Ticket.status.in_(OPEN_STATUSES))
             .order_by(Ticket.deadline.is_(None), Ticket.deadline, Ticket.id)
             .limit(20)
         ).all()
@@ -238,7 +240,11 @@ class ChatService:
                 prediction = self.service.classify(msg)
             return self._record(session, chat, msg, prediction)
         open_ticket = chat.open_ticket
-        if open_ticket is not None and open_ticket.status == "open" and not chat.new_request:
+        if (
+            open_ticket is not None
+            and TicketStatus(open_ticket.status).is_open
+            and not chat.new_request
+        ):
             # Kept with the open ticket at once (staff see it there); the customer is asked and
             # may make it a new request instead.
             msg = self._inbound(event, contact.email, open_ticket.number)
@@ -343,7 +349,7 @@ class ChatService:
     ) -> ChatOutcome:
         receipt = self.service.record(session, msg, prediction)
         ticket = session.get(Ticket, receipt.ticket_id) if receipt.ticket_id else None
-        if ticket is not None and ticket.status == "open":
+        if ticket is not None and TicketStatus(ticket.status).is_open:
             chat.open_ticket_id = ticket.id
         return ChatOutcome(receipt=receipt)
 

@@ -10,11 +10,14 @@ from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.calendar import format_deadline
 from intake.clock import Clock
 from intake.config import Config
+from intake.db.tables import Staff
+from intake.domain import ContractModel, TicketStatus
 from intake.passwords import session_version
 from intake.replies import TEMPLATES_DIR
 from intake.web import queries
@@ -65,6 +68,8 @@ class Web:
         env.filters["local"] = lambda d: (
             d.astimezone(cfg.zone).strftime("%d.%m.%Y %H:%M") if d else "–"
         )
+        env.globals["status_label"] = lambda value: TicketStatus(value).label
+        env.globals["contract_labels"] = {m.value: m.label for m in ContractModel}
         self.templates = Jinja2Templates(env=env)
         self.calendars = queries.Calendars(cfg)
         self.limiter = LoginLimiter(cfg.web.login_attempts, cfg.web.login_window_seconds)
@@ -147,6 +152,17 @@ def plain_text(value: str, lines: bool = False) -> bool:
 
 def plausible_number(number: str) -> bool:
     return len(number) <= MAX_NUMBER and plain_text(number)
+
+
+def staff_names(session: Session) -> list[str]:
+    """Everyone tickets can be assigned to."""
+    return list(session.scalars(select(Staff.name).order_by(Staff.name)))
+
+
+def flash(request: Request) -> str | None:
+    """A one-time message for the next page (what the last action did), then gone."""
+    message = request.session.pop("flash", None)
+    return message if isinstance(message, str) else None
 
 
 def because(reason: str, note: str) -> str:

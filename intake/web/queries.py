@@ -18,12 +18,31 @@ from intake.db.tables import (
     LedgerEntry,
     Message,
     Ticket,
+    TicketEvent,
     TriageRecord,
 )
-from intake.domain import ContractModel, Priority
+from intake.domain import (
+    POSSIBLY_CRITICAL,
+    QUEUE_STATUSES,
+    SECURITY_CRITERION,
+    ContractModel,
+    Priority,
+    TicketStatus,
+)
 from intake.rules.deadline import Deadlines
 
-OPEN_STATUSES = ("open", "held")
+# Why a request waits for staff, by the rule that held it: a short German line for the queue.
+HELD_BECAUSE = {
+    "unknown-sender": "Unbekannter Absender",
+    "sender-not-verified": "Absender nicht bestätigt",
+    "unreadable-message": "Nicht lesbar",
+    "quota-exhausted": "Kontingent verbraucht",
+    "insufficient-points": "Punkte reichen nicht",
+    "contingent-exhausted": "Stunden aufgebraucht",
+    "contract-expired": "Vertrag abgelaufen",
+    "contract-not-started": "Vertrag beginnt später",
+    "no-contract": "Kein Vertrag",
+}
 
 
 @dataclass(frozen=True)
@@ -32,6 +51,7 @@ class QueueRow:
     priority: str | None
     time_used: float | None  # share of the response time used, in service hours
     state: str  # "ok", "warn" (75 % used), "overdue", or "none" (no deadline)
+    why: tuple[str, ...] = ()  # why it waits for staff: held by a rule, possibly critical …
 
 
 @dataclass(frozen=True)
@@ -40,6 +60,9 @@ class QueueFilter:
     customer: str | None = None
     status: str | None = None
     page: int = 1
+    channel: str | None = None
+    assignee: str | None = None  # "Meine Tickets": the signed-in staff member
+    q: str = ""
 
 
 class Calendars:
@@ -54,7 +77,7 @@ class Calendars:
 
 
 def time_used(calendars: Calendars, ticket: Ticket, now: datetime) -> tuple[float | None, str]:
-    if ticket.deadline is None:
+    if ticket.deadline is None or not TicketStatus(ticket.status).is_open:
         return None, "none"
     if now >= ticket.deadline:
         return 1.0, "overdue"
@@ -65,25 +88,60 @@ def time_used(calendars: Calendars, ticket: Ticket, now: datetime) -> tuple[floa
     return share, "warn" if share >= 0.75 else "ok"
 
 
+def waiting_because(ticket: Ticket, first: TriageRecord | None) -> tuple[str, ...]:
+    """Why a ticket waits for staff, in the queue row: the rule that held it, an unconfirmed
+    sender, a security incident or a possibly critical proposal, a new customer message."""
+    why: list[str] = []
+    if ticket.unread_since is not None:
+        why.append("Neue Nachricht")
+    if first is not None and ticket.status == TicketStatus.HELD:
+        for verdict in first.verdicts:
+            if verdict.get("hit") and verdict.get("action") in (
+                "hold",
+                "hold-silently",
+                "hold-unverified",
+            ):
+                why.append(
+                    HELD_BECAUSE.get(str(verdict.get("rule")), str(verdict.get("reason", ""))[:80])
+                )
+                break
+    if first is not None:
+        criteria = (first.explanation or {}).get("criteria", [])
+        if SECURITY_CRITERION in criteria:
+            why.append("Sicherheitsvorfall")
+        probabilities = first.probabilities or {}
+        if (
+            float(probabilities.get(Priority.KRITISCH.value, 0.0)) >= POSSIBLY_CRITICAL
+            and first.proposed_priority != Priority.KRITISCH.value
+        ):
+            why.append("Möglicherweise kritisch")
+    return tuple(why)
+
+
 def queue(
     session: Session, cfg: Config, calendars: Calendars, flt: QueueFilter, now: datetime
 ) -> tuple[list[QueueRow], int]:
-    """Open and held tickets: marked for review first, then by deadline (none last)."""
+    """Open work (neu, in Bearbeitung, gehalten), or the tickets of the chosen status: new
+    customer messages first, then those marked for review, then by deadline (none last)."""
     priority = func.coalesce(Ticket.final_priority, Ticket.proposed_priority)
-    query = select(Ticket).where(
-        Ticket.status.in_([flt.status] if flt.status in OPEN_STATUSES else OPEN_STATUSES)
-    )
+    statuses = [flt.status] if flt.status else [s.value for s in QUEUE_STATUSES]
+    query = select(Ticket).where(Ticket.status.in_(statuses))
     if flt.priority:
         query = query.where(priority == flt.priority)
+    if flt.channel:
+        query = query.where(Ticket.channel == flt.channel)
+    if flt.assignee:
+        query = query.where(Ticket.assignee == flt.assignee)
     if flt.customer:
         query = query.join(Customer, Customer.id == Ticket.customer_id).where(
-            Customer.number == flt.customer
+            func.lower(Customer.number) == flt.customer.strip().lower()
         )
     total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
     size = cfg.web.page_size
     rows = session.scalars(
         query.options(selectinload(Ticket.customer), selectinload(Ticket.contract))
         .order_by(
+            Ticket.unread_since.is_(None),
             Ticket.needs_review.desc(),
             Ticket.deadline.is_(None),
             Ticket.deadline,
@@ -92,11 +150,24 @@ def queue(
         .offset((max(flt.page, 1) - 1) * size)
         .limit(size)
     ).all()
+    first: dict[int, TriageRecord] = {}
+    ids = [t.id for t in rows]
+    if ids:
+        for record in session.scalars(
+            select(TriageRecord).where(TriageRecord.ticket_id.in_(ids)).order_by(TriageRecord.id)
+        ):
+            first.setdefault(record.ticket_id, record)
     result = []
     for ticket in rows:
         share, state = time_used(calendars, ticket, now)
         result.append(
-            QueueRow(ticket, ticket.final_priority or ticket.proposed_priority, share, state)
+            QueueRow(
+                ticket,
+                ticket.final_priority or ticket.proposed_priority,
+                share,
+                state,
+                waiting_because(ticket, first.get(ticket.id)),
+            )
         )
     return result, total
 
@@ -109,6 +180,7 @@ class TicketDetail:
     triages: list[TriageRecord]
     corrections: list[Correction]
     ledger: list[LedgerEntry]
+    events: list[TicketEvent]
 
 
 def ticket_detail(session: Session, number: str) -> TicketDetail | None:
@@ -134,6 +206,9 @@ def ticket_detail(session: Session, number: str) -> TicketDetail | None:
     ledger = session.scalars(
         select(LedgerEntry).where(LedgerEntry.ticket_id == ticket.id).order_by(LedgerEntry.id)
     ).all()
+    events = session.scalars(
+        select(TicketEvent).where(TicketEvent.ticket_id == ticket.id).order_by(TicketEvent.id)
+    ).all()
     return TicketDetail(
         ticket,
         list(ticket.messages),
@@ -141,6 +216,7 @@ def ticket_detail(session: Session, number: str) -> TicketDetail | None:
         list(ticket.triages),
         list(corrections),
         list(ledger),
+        list(events),
     )
 
 
