@@ -321,6 +321,7 @@ def assign_held(
     valid = select_valid_contract(tuple(store.contract_views(session, customer.id)), day)
     ticket.contract_id = valid.id if valid else None
     session.flush()
+    store.index_ticket(session, ticket.id)
     session.refresh(ticket)
     return accept_held(session, cfg, number, staff, now)
 
