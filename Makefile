@@ -45,6 +45,7 @@ bench: $(DEV_STAMP) test-services
 	$(PY) -m bench.classifier
 	$(PY) -m bench.run
 	$(PY) -m bench.queue
+	$(PY) -m bench.search
 
 ## make train: retrain the shipped model from classifier/data/corpus
 train: $(DEV_STAMP)

@@ -1,4 +1,5 @@
-"""The `intake` command: serve, db upgrade, customers import, tickets list/show, classify."""
+"""The `intake` command: serve, db upgrade, customers import, tickets list/show, search
+reindex, classify."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from intake.commands.model import (
     cmd_model_list,
     cmd_train,
 )
+from intake.commands.search import cmd_search_reindex
 from intake.commands.tickets import (
     cmd_contracts_book_hours,
     cmd_contracts_show,
@@ -131,6 +133,13 @@ def _parser() -> argparse.ArgumentParser:
     debit.add_argument("--staff", required=True)
     debit.add_argument("--reason", required=True)
     debit.set_defaults(func=cmd_tickets_debit)
+
+    search = commands.add_parser("search", help="the staff queue's search").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    search.add_parser(
+        "reindex", help="rebuild every ticket's search document (the intake keeps working)"
+    ).set_defaults(func=cmd_search_reindex)
 
     contracts = commands.add_parser("contracts", help="contract balances").add_subparsers(
         required=True, metavar="ACTION"

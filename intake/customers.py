@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from intake.config import GERMAN_STATES, Config, off_is_a_word
+from intake.db import search
 from intake.db.tables import Contact, Contract, Customer
 from intake.domain import AuthMode, ContractModel, Language
 
@@ -199,11 +200,15 @@ def import_customers(
             customer = Customer(number=entry.number, name=entry.name, created_at=now)
             session.add(customer)
             created += 1
+            renamed = False
         else:
             updated += 1
+            renamed = customer.name != entry.name
         customer.name, customer.state = entry.name, entry.state
         customer.sender_auth = entry.sender_auth
         session.flush()
+        if renamed:  # its tickets are found by its name
+            search.index_customer(session, customer.id)
         for c in entry.contacts:
             contacts += _upsert_contact(session, customer, c, now)
         for k in entry.contracts:

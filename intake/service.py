@@ -366,6 +366,7 @@ class IntakeService:
                     created_at=msg.received_at,
                 )
             )
+        store.index_ticket(session, ticket_id)
         return inbound
 
     def _owns(

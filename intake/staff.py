@@ -421,6 +421,7 @@ def assign_held(
         now=now,
     )
     session.flush()
+    store.index_ticket(session, ticket.id)
     session.refresh(ticket)
     return accept_held(session, cfg, number, staff, now)
 

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
+from intake.db import search
 from intake.db.tables import (
     MESSAGE_ID_LENGTH,
     Contact,
@@ -86,6 +87,12 @@ def add_ticket(session: Session, ticket: Ticket, zone: ZoneInfo) -> Ticket:
     # Written with the next flush; the number is on the object for everything until then.
     ticket.number = format_ticket_number(ticket.received_at.astimezone(zone).date(), ticket.id)
     return ticket
+
+
+def index_ticket(session: Session, ticket_id: int) -> None:
+    """Bring the ticket's search document up to date (its number, customer, sender, subject and
+    inbound messages: intake/db/search.py); after it is created, gets a message or a customer."""
+    search.index_ticket(session, ticket_id)
 
 
 def ticket_by_number(session: Session, number: str) -> Ticket | None:

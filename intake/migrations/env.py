@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from intake.db import search
 from intake.db.engine import make_engine
 from intake.db.tables import Base
 
@@ -11,8 +12,13 @@ config = context.config
 url = config.get_main_option("sqlalchemy.url")
 assert url, "intake.db.migrate sets sqlalchemy.url"
 
+# The search's own tables (intake/db/search.py) are no model's: autogenerate leaves them alone.
+include_name = search.include_name
+
 if context.is_offline_mode():
-    context.configure(url=url, target_metadata=Base.metadata, literal_binds=True)
+    context.configure(
+        url=url, target_metadata=Base.metadata, include_name=include_name, literal_binds=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 else:
@@ -26,6 +32,7 @@ else:
         context.configure(
             connection=connection,
             target_metadata=Base.metadata,
+            include_name=include_name,
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
