@@ -18,6 +18,7 @@ from intake.db import store
 from intake.db.tables import Message, OutboxItem, Ticket
 from intake.domain import (
     Channel,
+    ContractModel,
     Prediction,
     Priority,
     TicketStatus,
@@ -25,7 +26,7 @@ from intake.domain import (
     usable_address,
 )
 from intake.logs import log_event
-from intake.replies import Reply
+from intake.replies import Reply, ReplyContext, ReplyKind, reply_context
 
 log = logging.getLogger("intake.delivery")
 
@@ -228,4 +229,33 @@ def _enqueue(
             next_attempt_at=now,
             created_at=now,
         ),
+    )
+
+
+def ticket_reply_context(
+    ticket: Ticket,
+    kind: ReplyKind,
+    cfg: Config,
+    model: ContractModel | None = None,
+    **values: Any,
+) -> ReplyContext:
+    """A reply's context from a stored ticket (staff decisions, a follow-up's raise): its
+    language, contract model (or the one given), priority in force and deadline."""
+    contact = ticket.contact
+    contract = ticket.contract
+    if model is None and contract is not None:
+        model = ContractModel(contract.model)
+    current = ticket.final_priority or ticket.proposed_priority
+    return reply_context(
+        kind,
+        language=ticket.language if ticket.language in ("de", "en") else "de",
+        ticket_number=ticket.number or "",
+        subject=ticket.subject,
+        sender=ticket.sender,
+        contact_name=contact.name if contact else "",
+        model=model,
+        priority=Priority(current) if current else None,
+        deadline=ticket.deadline,
+        zone=cfg.zone,
+        **values,
     )

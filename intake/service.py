@@ -27,7 +27,7 @@ from intake.db.tables import (
     Ticket,
     TriageRecord,
 )
-from intake.delivery import answer_ticket, queue_staff_alert
+from intake.delivery import answer_ticket, queue_staff_alert, ticket_reply_context
 from intake.domain import (
     Action,
     AuthResult,
@@ -302,21 +302,8 @@ class IntakeService:
         chat = msg.channel is Channel.TELEGRAM and msg.chat_id is not None
         if not chat and not self._may_reply(session, msg.sender, contact, msg.received_at):
             return False
-        current = ticket.final_priority or ticket.proposed_priority
-        language = ticket.language if ticket.language in ("de", "en") else "de"
         reply = self.renderer.render(
-            reply_context(
-                ReplyKind.UPDATE,
-                language=language,
-                ticket_number=ticket.number,
-                subject=ticket.subject,
-                sender=ticket.sender,
-                contact_name=ticket.contact.name if ticket.contact else "",
-                model=ContractModel(ticket.contract.model) if ticket.contract else None,
-                priority=Priority(current) if current else None,
-                deadline=ticket.deadline,
-                zone=self.cfg.zone,
-            ),
+            ticket_reply_context(ticket, ReplyKind.UPDATE, self.cfg),
             channel=Channel(ticket.channel),
         )
         return answer_ticket(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -22,7 +21,7 @@ from intake.db.tables import (
     Ticket,
     TriageRecord,
 )
-from intake.delivery import answer_ticket
+from intake.delivery import answer_ticket, ticket_reply_context
 from intake.domain import (
     Channel,
     ContractModel,
@@ -35,7 +34,7 @@ from intake.domain import (
     usable_address,
 )
 from intake.lifecycle import add_event
-from intake.replies import ReplyContext, ReplyKind, ReplyRenderer, reply_context
+from intake.replies import ReplyContext, ReplyKind, ReplyRenderer
 from intake.rules.base import select_valid_contract
 from intake.rules.charges import Charge, charge_for, points_price, reprice
 from intake.rules.deadline import Deadlines
@@ -255,33 +254,6 @@ def _due(cfg: Config, ticket: Ticket, model: ContractModel, priority: Priority) 
     )
 
 
-def _reply_context(
-    ticket: Ticket,
-    kind: ReplyKind,
-    cfg: Config,
-    model: ContractModel | None = None,
-    **values: Any,
-) -> ReplyContext:
-    contact = ticket.contact
-    contract = ticket.contract
-    if model is None and contract is not None:
-        model = ContractModel(contract.model)
-    current = ticket.final_priority or ticket.proposed_priority
-    return reply_context(
-        kind,
-        language=ticket.language if ticket.language in ("de", "en") else "de",
-        ticket_number=ticket.number or "",
-        subject=ticket.subject,
-        sender=ticket.sender,
-        contact_name=contact.name if contact else "",
-        model=model,
-        priority=Priority(current) if current else None,
-        deadline=ticket.deadline,
-        zone=cfg.zone,
-        **values,
-    )
-
-
 def _answer(
     session: Session, cfg: Config, ticket: Ticket, context: ReplyContext, now: datetime
 ) -> bool:
@@ -300,7 +272,7 @@ def _answer(
 def notify_priority(session: Session, cfg: Config, number: str, now: datetime) -> bool:
     """Tell the customer the decided priority and the new deadline."""
     ticket = _ticket(session, number)
-    return _answer(session, cfg, ticket, _reply_context(ticket, ReplyKind.UPDATE, cfg), now)
+    return _answer(session, cfg, ticket, ticket_reply_context(ticket, ReplyKind.UPDATE, cfg), now)
 
 
 def accept_held(
@@ -340,14 +312,14 @@ def accept_held(
     add_event(session, ticket, EventKind.ACCEPTED, staff=staff, what=what, now=now)
     session.flush()
     if tell:
-        context = _reply_context(ticket, ReplyKind.CONFIRMATION, cfg, model=model)
+        context = ticket_reply_context(ticket, ReplyKind.CONFIRMATION, cfg, model=model)
         _answer(session, cfg, ticket, context, now)
     return ticket
 
 
 def rejection_text(cfg: Config, ticket: Ticket) -> str:
     """The rejection as the customer would get it, for staff to edit before sending."""
-    context = _reply_context(ticket, ReplyKind.REJECTED, cfg)
+    context = ticket_reply_context(ticket, ReplyKind.REJECTED, cfg)
     return RENDERER.render(context, channel=Channel(ticket.channel)).text.strip()
 
 
@@ -376,7 +348,7 @@ def reject_held(
         reason=reason,
         now=now,
     )
-    context = _reply_context(
+    context = ticket_reply_context(
         ticket,
         ReplyKind.REJECTED,
         cfg,

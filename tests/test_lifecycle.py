@@ -315,3 +315,21 @@ def test_an_attachment_downloads_and_is_never_rendered(
     disposition = response.headers["content-disposition"]
     assert disposition.startswith('attachment; filename="bild___.html"')
     assert "\r" not in disposition and "\n" not in disposition
+
+
+def test_the_search_box_finds_erledigte_tickets_and_combines_with_the_filters(
+    client: TestClient, sessions: sessionmaker[Session]
+) -> None:
+    assert login(client) == 303
+    question = numbers(client, status="new")[0]
+    token = csrf_of(client.get(f"/tickets/{question}").text)
+    client.post(f"/tickets/{question}/status", data={"status": "done", "csrf": token})
+    assert question not in numbers(client)  # erledigt: out of the queue …
+    assert numbers(client, q="QUEUES") == [question]  # … and found, case-blind
+    assert numbers(client, q="queues", status="done") == [question]
+    assert numbers(client, q="queues", status="held") == []
+    held = numbers(client, status="held")
+    assert numbers(client, q="fremd@elsewhere.example") == held  # by sender address
+    for hostile in ['"', "NEAR(", "a OR b", "*", "x" * 200]:
+        assert client.get("/", params={"q": hostile}).status_code == 200, hostile
+    assert client.get("/", params={"q": "x" * 201}).status_code == 400

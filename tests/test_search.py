@@ -252,13 +252,13 @@ def test_combines_with_filters_counting_and_paging_like_the_queue(
             MONDAY + timedelta(minutes=i + 1),
         )
     with sessions() as session:
-        query = select(Ticket).where(Ticket.status.in_(["open", "held"]))
+        query = select(Ticket).where(Ticket.status.in_(["new", "held"]))
         query = search.search_filter(query, session, "störung")
         total = session.scalar(select(func.count()).select_from(query.subquery()))
         page = session.scalars(query.order_by(Ticket.id).offset(2).limit(2)).all()
         assert total == 6
         assert [t.subject for t in page] == ["Störung 1", "Störung 2"]
-        for status, expected in [("held", [tickets.stranger]), ("open", [])]:
+        for status, expected in [("held", [tickets.stranger]), ("new", [])]:
             only = select(Ticket.number).where(Ticket.status == status)
             assert (
                 session.scalars(search.search_filter(only, session, "gesperrt")).all() == expected

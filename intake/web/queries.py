@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from intake.calendar import ServiceCalendar
 from intake.config import Config
+from intake.db import search
 from intake.db.tables import (
     Attachment,
     Correction,
@@ -121,11 +122,15 @@ def waiting_because(ticket: Ticket, first: TriageRecord | None) -> tuple[str, ..
 def queue(
     session: Session, cfg: Config, calendars: Calendars, flt: QueueFilter, now: datetime
 ) -> tuple[list[QueueRow], int]:
-    """Open work (neu, in Bearbeitung, gehalten), or the tickets of the chosen status: new
-    customer messages first, then those marked for review, then by deadline (none last)."""
+    """Open work (neu, in Bearbeitung, gehalten), the tickets of the chosen status, or what a
+    search finds in every status (`flt.q`, intake/db/search.py), combined with the filters:
+    new customer messages first, then those marked for review, then by deadline (none last)."""
     priority = func.coalesce(Ticket.final_priority, Ticket.proposed_priority)
-    statuses = [flt.status] if flt.status else [s.value for s in QUEUE_STATUSES]
-    query = select(Ticket).where(Ticket.status.in_(statuses))
+    query = select(Ticket)
+    if flt.status:
+        query = query.where(Ticket.status == flt.status)
+    elif not flt.q:  # a search finds erledigte and abgelehnte tickets too
+        query = query.where(Ticket.status.in_([s.value for s in QUEUE_STATUSES]))
     if flt.priority:
         query = query.where(priority == flt.priority)
     if flt.channel:
@@ -136,6 +141,7 @@ def queue(
         query = query.join(Customer, Customer.id == Ticket.customer_id).where(
             func.lower(Customer.number) == flt.customer.strip().lower()
         )
+    query = search.search_filter(query, session, flt.q)
     total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
     size = cfg.web.page_size
     rows = session.scalars(
