@@ -46,6 +46,7 @@ bench: $(DEV_STAMP) test-services
 	$(PY) -m bench.run
 	$(PY) -m bench.queue
 	$(PY) -m bench.search
+	$(PY) -m bench.znuny
 
 ## make train: retrain the shipped model from classifier/data/corpus
 train: $(DEV_STAMP)

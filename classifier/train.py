@@ -21,7 +21,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from classifier.corpus import CORPUS_DIR, Example, corpus_digest, load_corpus
-from classifier.evaluate import metrics
+from classifier.evaluate import metrics, read_labelled
 from classifier.model import ALLOWED_TYPES, ORDER, ModelRefused, PriorityModel
 from classifier.pipeline import build_pipeline
 from classifier.registry import ModelRegistry
@@ -41,6 +41,23 @@ def split(examples: Sequence[Example]) -> tuple[list[Example], list[Example]]:
     train = [e for e in examples if not is_held_out(e.id)]
     held = [e for e in examples if is_held_out(e.id)]
     return train, held
+
+
+def extra_examples(path: Path) -> list[Example]:
+    """Labelled rows from a CSV or JSON Lines file (classifier.evaluate.read_labelled), e.g.
+    what `intake znuny import` wrote, as training examples."""
+    return [
+        Example(
+            id=f"extra-{path.stem}-{number}",
+            lang=row.lang,
+            style=row.style,
+            subject=row.subject,
+            body=row.body,
+            priority=row.priority,
+            hard_case=None,
+        )
+        for number, row in enumerate(read_labelled(path), 1)
+    ]
 
 
 def fit(examples: Sequence[Example], weights: Sequence[float] | None = None) -> Pipeline:
@@ -124,13 +141,16 @@ def train_version(
     corrections: Sequence[Example] = (),
     now: datetime | None = None,
     name: str = "priority",
+    extra: Sequence[Example] = (),
 ) -> TrainResult:
     examples = load_corpus(corpus_dir)
     if not examples:
         raise ValueError(f"no training examples in {corpus_dir}")
     train_rows, held = split(examples)
-    rows = [*train_rows, *corrections]
-    weights = [1.0] * len(train_rows) + [CORRECTION_WEIGHT] * len(corrections)
+    # Extra rows (Znuny's history) train like the corpus; the held-out part stays the corpus's,
+    # so the gate compares versions on the same requests.
+    rows = [*train_rows, *extra, *corrections]
+    weights = [1.0] * (len(train_rows) + len(extra)) + [CORRECTION_WEIGHT] * len(corrections)
     pipeline = fit(rows, weights)
     head = fit_service_head(
         features_of(pipeline, [e.text for e in rows]), [e.service for e in rows], weights
@@ -157,6 +177,7 @@ def train_version(
         "training_sha256": digest,
         "training_rows": len(rows),
         "corrections": len(corrections),
+        "extra_rows": len(extra),
         "per_priority": {p.value: sum(e.priority is p for e in rows) for p in ORDER},
         "languages": {
             lang: sum(e.lang == lang for e in rows) for lang in sorted({e.lang for e in rows})

@@ -25,7 +25,7 @@ from intake.db.migrate import alembic_config
 from intake.logs import log_event
 from intake.mail.imap import ImapPoller
 from intake.mail.smtp import IntakeHandler, smtp_factory
-from intake.outbox import OutboxSender, make_relay
+from intake.outbox import OutboxSender, Relay, make_relay
 from intake.service import IntakeService
 from intake.triage import TriageWorker
 from intake.web.app import create_app
@@ -102,12 +102,19 @@ class IntakeApp:
                 cfg, self.sessions, self.service, clock, on_queued=self._wake_outbox
             )
             chat_relay = TelegramRelay(self.telegram)
+        more: dict[str, Relay] = {}
+        if cfg.znuny.enabled and cfg.znuny.mode == "rest":
+            from intake.znuny.client import ZnunyClient
+            from intake.znuny.handover import HANDOVER_CHANNEL, ZnunyRelay
+
+            more[HANDOVER_CHANNEL] = ZnunyRelay(cfg, self.sessions, ZnunyClient(cfg.znuny), clock)
         self.outbox = OutboxSender(
             self.sessions,
             make_relay(cfg.relay, cfg.mail.from_address),
             cfg.outbox,
             clock,
             chat_relay=chat_relay,
+            more=more,
         )
         self._imap_stop = threading.Event()
         self._imap_thread: threading.Thread | None = None

@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
@@ -32,6 +33,7 @@ from intake.commands.tickets import (
     cmd_tickets_refund,
     cmd_tickets_show,
 )
+from intake.commands.znuny import cmd_znuny_check, cmd_znuny_import
 from intake.config import Config, ConfigError, load_config
 from intake.db.engine import make_engine, make_sessions
 from intake.domain import ContractModel, Priority
@@ -161,7 +163,27 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--include-corrections", action="store_true", help="add staff corrections from the database"
     )
+    train.add_argument(
+        "--extra",
+        type=Path,
+        action="append",
+        default=[],
+        help="labelled CSV or JSON Lines to train on as well (e.g. from `intake znuny import`)",
+    )
     train.set_defaults(func=cmd_train)
+
+    znuny = commands.add_parser("znuny", help="the hand-over to Znuny/OTRS").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    znuny.add_parser(
+        "check", help="log in and probe every operation the hand-over uses"
+    ).set_defaults(func=cmd_znuny_check)
+    history = znuny.add_parser("import", help="write Znuny's ticket history as training rows")
+    history.add_argument(
+        "--since", type=date.fromisoformat, required=True, help="tickets created since YYYY-MM-DD"
+    )
+    history.add_argument("--out", type=Path, required=True, help="the CSV file to write")
+    history.set_defaults(func=cmd_znuny_import)
 
     evaluate = commands.add_parser("evaluate", help="score a model on labelled data")
     evaluate.add_argument(

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
@@ -42,6 +43,7 @@ SECRET_KEYS = (
     "web.secret_key",
     "telegram.token",
     "telegram.webhook_secret",
+    "znuny.password",
 )
 
 
@@ -484,6 +486,143 @@ class DownloadsConfig(Section):
         return value
 
 
+class ZnunyTicketFields(Section):
+    """Ticket fields of a hand-over; the keys may be written as in Znuny (Queue, State...)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    queue: str | None = Field(default=None, alias="Queue")
+    state: str | None = Field(default=None, alias="State")
+    type: str | None = Field(default=None, alias="Type")
+    service: str | None = Field(default=None, alias="Service")
+    sla: str | None = Field(default=None, alias="SLA")
+
+
+class ZnunyTicketConfig(ZnunyTicketFields):
+    """Defaults for every ticket we create, and per contract model its own Queue/Service/SLA
+    (Znuny's SLA needs a Service)."""
+
+    queue: str | None = Field(default="Support", alias="Queue")
+    state: str | None = Field(default="new", alias="State")
+    models: dict[ContractModel, ZnunyTicketFields] = Field(default_factory=dict)
+
+    def fields_for(self, model: ContractModel | None) -> ZnunyTicketFields:
+        """The defaults with the contract model's overrides laid over them."""
+        chosen = self.models.get(model) if model is not None else None
+        values = {
+            name: getattr(chosen, name) if chosen and getattr(chosen, name) else getattr(self, name)
+            for name in ZnunyTicketFields.model_fields
+        }
+        return ZnunyTicketFields(**values)
+
+
+class ZnunyDynamicFields(Section):
+    """Names of the Znuny dynamic fields we fill (null: not filled). The reference is our
+    ticket number and the idempotency key of a hand-over: it is always filled."""
+
+    reference: str = "IntakeReference"
+    deadline: str | None = "IntakeDeadline"
+    confidence: str | None = "IntakeConfidence"
+    contract: str | None = "IntakeContract"
+
+
+def _default_znuny_priorities() -> dict[Priority, str]:
+    return {
+        Priority.KRITISCH: "5 very high",
+        Priority.HOCH: "4 high",
+        Priority.MITTEL: "3 normal",
+        Priority.NIEDRIG: "2 low",
+    }
+
+
+class ZnunyConfig(Section):
+    """The hand-over to the provider's Znuny/OTRS (docs/ZNUNY.md): the GenericInterface REST
+    web service (mode rest) or mail with X-OTRS- headers to its PostMaster (mode mail)."""
+
+    enabled: bool = False
+    mode: Literal["rest", "mail"] = "rest"
+    # The web service's base, e.g. https://otrs.example.com/otrs/nph-genericinterface.pl/Webservice/Intake
+    url: str | None = None
+    user: str | None = None
+    password: Secret | None = None  # from INTAKE_ZNUNY__PASSWORD only
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    verify_tls: bool = True
+    priorities: dict[Priority, str] = Field(default_factory=_default_znuny_priorities)
+    ticket: ZnunyTicketConfig = ZnunyTicketConfig()
+    dynamic_fields: ZnunyDynamicFields = ZnunyDynamicFields()
+    # A link for staff, e.g. https://otrs.example.com/otrs/index.pl?Action=AgentTicketZoom;TicketID={ticket_id}
+    agent_url: str | None = None
+    attempts: int = Field(default=5, ge=1)  # Znuny refusals before "Übergabe fehlgeschlagen"
+    max_attachment_bytes: int = Field(default=10 * 1024 * 1024, ge=0)  # larger: named only
+    postmaster_address: str | None = None  # mode mail: Znuny's PostMaster mailbox
+    header_prefix: str = "X-OTRS-"  # OTOBO: X-OTOBO-
+
+    @field_validator("url", "agent_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s<>\"]+", value):
+            raise ValueError(f"{value!r} is no http(s) address")
+        return value.rstrip("/") if value is not None else None
+
+    @field_validator("agent_url")
+    @classmethod
+    def _agent_url_names_the_ticket(cls, value: str | None) -> str | None:
+        if value is not None and "{ticket_id}" not in value and "{ticket_number}" not in value:
+            raise ValueError("must contain {ticket_id} or {ticket_number}")
+        return value
+
+    @field_validator("header_prefix")
+    @classmethod
+    def _header_prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"X-[A-Za-z0-9]+-", value):
+            raise ValueError(f"{value!r} is no header prefix such as 'X-OTRS-' or 'X-OTOBO-'")
+        return value
+
+    @field_validator("priorities", mode="before")
+    @classmethod
+    def _over_the_defaults(cls, value: Any) -> Any:
+        """A partial mapping (one priority from the environment) overrides those it names."""
+        if isinstance(value, Mapping):
+            return {**{p.value: n for p, n in _default_znuny_priorities().items()}, **value}
+        return value
+
+    @field_validator("priorities")
+    @classmethod
+    def _named(cls, value: dict[Priority, str]) -> dict[Priority, str]:
+        empty = [p.value for p, name in value.items() if not name.strip()]
+        if empty:
+            raise ValueError(f"empty Znuny priority for {', '.join(empty)}")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> ZnunyConfig:
+        if not self.enabled:
+            return self
+        if self.mode == "rest":
+            missing = [k for k in ("url", "user", "password") if getattr(self, k) is None]
+            if missing:
+                names = ", ".join(
+                    "INTAKE_ZNUNY__PASSWORD" if k == "password" else f"znuny.{k}" for k in missing
+                )
+                raise ValueError(f"znuny.mode 'rest' needs {names}")
+            assert self.url is not None
+            host = urlsplit(self.url).hostname or ""
+            if self.url.startswith("http://") and not is_loopback(host):
+                raise ValueError(
+                    "znuny.url must be https unless the host is loopback "
+                    "(the password would cross the network in clear text)"
+                )
+        elif not self.postmaster_address or not re.fullmatch(
+            r"[^@\s]+@[^@\s]+", self.postmaster_address
+        ):
+            raise ValueError("znuny.mode 'mail' needs znuny.postmaster_address (an e-mail address)")
+        return self
+
+    def reverse_priorities(self) -> dict[str, Priority]:
+        """Znuny's priority names back to ours (for the history import)."""
+        return {name: priority for priority, name in self.priorities.items()}
+
+
 class Config(Section):
     database: DatabaseConfig = DatabaseConfig()
     smtp: SmtpConfig = SmtpConfig()
@@ -513,6 +652,7 @@ class Config(Section):
     classifier: ClassifierConfig = ClassifierConfig()
     triage: TriageConfig = TriageConfig()
     outbox: OutboxConfig = OutboxConfig()
+    znuny: ZnunyConfig = ZnunyConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("timezone")

@@ -73,6 +73,8 @@ class CustomerEntry(_Entry):
     state: str | None = None
     # Overrides mail.sender_auth (off | report | enforce) for a customer whose mail cannot pass.
     sender_auth: AuthMode | None = None
+    # Its Znuny customer user (the hand-over's CustomerUser); else the sender's address.
+    znuny_customer_user: str | None = Field(default=None, min_length=1, max_length=200)
     contacts: tuple[ContactEntry, ...] = ()
 
     _off = field_validator("sender_auth", mode="before")(off_is_a_word)
@@ -206,6 +208,7 @@ def import_customers(
             renamed = customer.name != entry.name
         customer.name, customer.state = entry.name, entry.state
         customer.sender_auth = entry.sender_auth
+        customer.znuny_customer_user = entry.znuny_customer_user
         session.flush()
         if renamed:  # its tickets are found by its name
             search.index_customer(session, customer.id)

@@ -96,6 +96,30 @@ def send_reply(
     return _enqueue(session, outbound, Channel.EMAIL, to, payload, now)
 
 
+def queue_mail(
+    session: Session,
+    cfg: Config,
+    ticket: Ticket,
+    *,
+    to: str,
+    subject: str,
+    payload: bytes,
+    now: datetime,
+) -> OutboxItem:
+    """Queue a finished mail (a forward to Znuny's PostMaster) to `to` through the relay."""
+    outbound = Message(
+        ticket_id=ticket.id,
+        direction="out",
+        channel=Channel.EMAIL.value,
+        sender=cfg.mail.from_address,
+        recipient=to,
+        subject=subject,
+        raw=payload,
+        created_at=now,
+    )
+    return _enqueue(session, outbound, Channel.EMAIL, to, payload, now)
+
+
 def send_chat(
     session: Session,
     chat_id: int,

@@ -146,6 +146,7 @@ class EventKind(StrEnum):
     MESSAGE = "message"  # the customer wrote again
     REOPENED = "reopened"  # the customer wrote to an erledigt ticket
     RAISED = "raised"  # the customer's new message raised the priority
+    HANDOVER = "handover"  # handed over to Znuny (or failed to be, or retried by staff)
 
     @property
     def label(self) -> str:
@@ -161,6 +162,7 @@ class EventKind(StrEnum):
             "message": "Neue Nachricht",
             "reopened": "Wieder geöffnet",
             "raised": "Priorität angehoben",
+            "handover": "Znuny",
         }[self.value]
 
 

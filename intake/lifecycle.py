@@ -162,7 +162,10 @@ def customer_wrote(
     add_event(session, ticket, EventKind.MESSAGE, staff=None, what=what, now=now)
     reopened = False
     if status_of(ticket) is TicketStatus.DONE:
-        ticket.status = TicketStatus.IN_PROGRESS if ticket.assignee else TicketStatus.NEW
+        if ticket.znuny_ticket_id is not None:  # Znuny has it: the work goes on there
+            ticket.status = TicketStatus.HANDED_OVER
+        else:
+            ticket.status = TicketStatus.IN_PROGRESS if ticket.assignee else TicketStatus.NEW
         add_event(
             session,
             ticket,

@@ -11,11 +11,12 @@ import smtplib
 import socket
 import ssl
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,6 +33,15 @@ class PermanentFailure(Exception):
     """The relay refused the message for good (5xx); retrying would not help."""
 
 
+class Refused(Exception):
+    """The receiver refused the message (e.g. Znuny: unknown queue): retried with backoff, and
+    given up after `max_attempts` tries, when the row shows the receiver's message to staff."""
+
+    def __init__(self, message: str, max_attempts: int) -> None:
+        super().__init__(message)
+        self.max_attempts = max_attempts
+
+
 class Deferred(Exception):
     """Not tried: an earlier message to the same recipient failed and waits for its retry, and
     a later one must not overtake it (a chat would read the answers out of order)."""
@@ -46,14 +56,27 @@ class Envelope:
     id: int
     recipient: str
     payload: bytes
+    attempts: int = 1  # this one included: more than 1 is a retry
 
 
 Job = tuple[Envelope, str, int]  # what to send, its channel, the attempts so far
 
 
 class Relay(Protocol):
-    def deliver(self, envelope: Envelope) -> None:
-        """Hand the message over or raise; an exception other than PermanentFailure is retried."""
+    def deliver(self, envelope: Envelope) -> object:
+        """Hand the message over or raise; an exception other than PermanentFailure is retried.
+        What it returns (a receipt) goes to the relay's `record`, if it has one."""
+
+
+@runtime_checkable
+class Recorder(Protocol):
+    """A relay whose outcomes change more than the outbox row (the Znuny hand-over)."""
+
+    def record(self, session: Session, envelope: Envelope, receipt: object) -> None:
+        """Keep what a delivery returned, in the transaction that marks the row sent."""
+
+    def failed(self, session: Session, envelope: Envelope, error: str) -> None:
+        """The row was given up, in the transaction that marks it failed."""
 
 
 class MaildirRelay:
@@ -172,11 +195,13 @@ class OutboxSender:
         cfg: OutboxConfig,
         clock: Clock,
         chat_relay: Relay | None = None,
+        more: Mapping[str, Relay] | None = None,
     ) -> None:
         self.sessions = sessions
         self.relays: dict[str, Relay] = {Channel.EMAIL.value: relay}
         if chat_relay is not None:
             self.relays[Channel.TELEGRAM.value] = chat_relay  # else chat rows wait in the outbox
+        self.relays.update(more or {})  # e.g. the Znuny hand-over's channel
         self.cfg = cfg
         self.clock = clock
         self._pool = ThreadPoolExecutor(cfg.senders, thread_name_prefix="outbox")
@@ -192,7 +217,8 @@ class OutboxSender:
                 channels=tuple(self.relays),
             )
             batch: list[Job] = [
-                (Envelope(i.id, i.recipient, i.payload), i.channel, i.attempts) for i in items
+                (Envelope(i.id, i.recipient, i.payload, i.attempts), i.channel, i.attempts)
+                for i in items
             ]
         if not batch:
             return 0
@@ -211,35 +237,40 @@ class OutboxSender:
             for job, error in zip(jobs, errors, strict=True)
         ]
         with self.sessions.begin() as session:
-            for (envelope, _, attempts), error in done:
-                self._record(session, envelope, attempts, error)
-        return sum(1 for _, error in done if error is None)
+            for (envelope, channel, attempts), outcome in done:
+                self._record(session, envelope, channel, attempts, outcome)
+        return sum(1 for _, outcome in done if not isinstance(outcome, Exception))
 
-    def _deliver_in_order(self, jobs: list[Job]) -> list[Exception | None]:
-        """Deliver one recipient's messages in order; after a failure the rest wait for it."""
-        outcomes: list[Exception | None] = []
+    def _deliver_in_order(self, jobs: list[Job]) -> list[object]:
+        """Deliver one recipient's messages in order; after a failure the rest wait for it.
+        Each outcome is the exception, or what the relay returned."""
+        outcomes: list[object] = []
         waiting: int | None = None  # the attempts of the message that failed
         for envelope, channel, attempts in jobs:
             if waiting is not None:
                 outcomes.append(Deferred(waiting))
                 continue
             try:
-                self.relays[channel].deliver(envelope)
+                outcomes.append(self.relays[channel].deliver(envelope))
             except PermanentFailure as exc:
                 outcomes.append(exc)  # given up for good: the next one may go
             except Exception as exc:
                 outcomes.append(exc)
                 waiting = attempts
-            else:
-                outcomes.append(None)
         return outcomes
 
     def _record(
-        self, session: Session, envelope: Envelope, attempts: int, error: Exception | None
+        self, session: Session, envelope: Envelope, channel: str, attempts: int, outcome: object
     ) -> None:
         item_id = envelope.id
+        error = outcome if isinstance(outcome, Exception) else None
+        if isinstance(error, Refused) and attempts >= error.max_attempts:
+            error = PermanentFailure(f"{error} (nach {attempts} Versuchen)")
         if error is None:
             store.mark_sent(session, item_id, self.clock())
+            relay = self.relays[channel]
+            if isinstance(relay, Recorder):
+                relay.record(session, envelope, outcome)
         elif isinstance(error, Deferred):
             row = store.mark_failed(
                 session, item_id, str(error), self.clock() + self._backoff(error.attempts)
@@ -248,6 +279,9 @@ class OutboxSender:
         elif isinstance(error, PermanentFailure):
             row = store.mark_failed(session, item_id, str(error), self.clock())
             row.status = OutboxStatus.FAILED
+            relay = self.relays[channel]
+            if isinstance(relay, Recorder):
+                relay.failed(session, envelope, str(error))
             log.error("outbox %s to %s refused for good: %s", item_id, envelope.recipient, error)
         else:
             delay = self._backoff(attempts)

@@ -53,6 +53,7 @@ from intake.rules.base import RuleContext, select_valid_contract
 from intake.rules.chain import default_chain, run_chain
 from intake.rules.charges import answer_charge, charge_for, points_price
 from intake.rules.deadline import Deadlines
+from intake.znuny import handover
 
 log = logging.getLogger("intake.service")
 
@@ -172,7 +173,7 @@ class IntakeService:
         if triage.outcome is Outcome.FOLLOW_UP and follow_up is not None:
             inbound = self._store_inbound(session, msg, follow_up.id)
             session.add(_triage_record(follow_up.id, inbound, triage))
-            return self._follow_up(session, msg, follow_up.id, prediction, contact)
+            return self._follow_up(session, msg, inbound, prediction, contact)
         language = guess_language(
             f"{msg.subject}\n{msg.body}", contact.language if contact else "de"
         )
@@ -230,6 +231,8 @@ class IntakeService:
                 msg.received_at,
             )
         replied = self._queue_reply(session, msg, ticket, triage, contact, language)
+        if ticket.status == TicketStatus.NEW:
+            handover.hand_over(session, self.cfg, ticket, inbound, msg.received_at)
         return Receipt(
             ticket.number,
             triage.outcome,
@@ -243,7 +246,7 @@ class IntakeService:
         self,
         session: Session,
         msg: InboundMessage,
-        ticket_id: int,
+        inbound: Message,
         prediction: Prediction | None,
         contact: Contact | None,
     ) -> Receipt:
@@ -251,8 +254,9 @@ class IntakeService:
         reopened; a clearly more urgent message raises the ticket: a deadline from now (never
         later than the one promised), one mail stating it, a staff alert if Kritisch."""
         ticket = session.scalars(
-            select(Ticket).where(Ticket.id == ticket_id).with_for_update()
+            select(Ticket).where(Ticket.id == inbound.ticket_id).with_for_update()
         ).one()
+        old = ticket.final_priority or ticket.proposed_priority
         effect = customer_wrote(
             session,
             ticket,
@@ -261,8 +265,19 @@ class IntakeService:
             now=msg.received_at,
         )
         replied = alerted = False
+        handover.follow_up(session, self.cfg, ticket, inbound, msg.received_at)
         raised = effect.raised_to
         if raised is not None:
+            handover.priority_changed(
+                session,
+                self.cfg,
+                ticket,
+                Priority(old) if old else None,
+                raised,
+                staff="Eingang",
+                reason="neue Nachricht des Kunden",
+                now=msg.received_at,
+            )
             contract = ticket.contract
             if contract is not None and TicketStatus(ticket.status).is_open:
                 customer = ticket.customer

@@ -38,6 +38,7 @@ from intake.replies import ReplyContext, ReplyKind, ReplyRenderer
 from intake.rules.base import select_valid_contract
 from intake.rules.charges import Charge, charge_for, points_price, reprice
 from intake.rules.deadline import Deadlines
+from intake.znuny import handover
 
 RENDERER = ReplyRenderer()
 
@@ -156,6 +157,7 @@ def correct_priority(
                 f"Priorität {old} → {new}: Reservierung angepasst ({reason})",
                 now,
             )
+    handover.priority_changed(session, cfg, ticket, old, new, staff=staff, reason=reason, now=now)
     session.flush()
     return CorrectionResult(number, old, new, ticket.deadline, delta)
 
@@ -311,6 +313,14 @@ def accept_held(
         what += f"; Kulanz, Frist nach {goodwill.label}"
     add_event(session, ticket, EventKind.ACCEPTED, staff=staff, what=what, now=now)
     session.flush()
+    opening = session.scalars(
+        select(Message)
+        .where(Message.ticket_id == ticket.id, Message.direction == Direction.IN)
+        .order_by(Message.id)
+        .limit(1)
+    ).first()
+    if opening is not None:
+        handover.hand_over(session, cfg, ticket, opening, now)
     if tell:
         context = ticket_reply_context(ticket, ReplyKind.CONFIRMATION, cfg, model=model)
         _answer(session, cfg, ticket, context, now)

@@ -220,3 +220,35 @@ def test_train_with_corrections_learns_what_staff_decided(
     assert "(1 corrections)" in out and "activated: no active model yet" in out
     card = ModelRegistry(tmp_path / "models").versions()[0]
     assert card["corrections"] == 1 and card["training_rows"] > 1
+
+
+def test_extra_rows_from_a_history_import_train_alongside_the_corpus(
+    small_corpus: Path, tmp_path: Path
+) -> None:
+    """`intake train --extra FILE.csv` (the columns `intake znuny import` writes): the rows are
+    trained on; the held-out split, and so the gate, stays the corpus's."""
+    from classifier.train import extra_examples
+
+    history = tmp_path / "history.csv"
+    history.write_text(
+        "source_id,created,subject,body,priority,initial_priority,changed_by_agent\n"
+        "znuny-1,2026-10-01 09:00:00,Drucker druckt nicht,Seit heute\\nkein Druck.,Kritisch,Mittel,1\n"
+        "znuny-2,2026-10-02 09:00:00,Frage,Wie exportiere ich Statistiken?,Niedrig,Niedrig,0\n"
+        "znuny-3,2026-10-03 09:00:00,Langsam,Die Suche dauert Minuten.,Hoch,Hoch,0\n",
+        encoding="utf-8",
+    )
+    extra = extra_examples(history)
+    assert [(e.subject, e.priority) for e in extra] == [
+        ("Drucker druckt nicht", Priority.KRITISCH),
+        ("Frage", Priority.NIEDRIG),
+        ("Langsam", Priority.HOCH),
+    ]
+    assert extra[0].body == "Seit heute\nkein Druck."
+    plain = train_version(small_corpus, tmp_path / "plain")
+    more = train_version(small_corpus, tmp_path / "more", extra=extra)
+    plain_card = json.loads(plain.path.with_suffix(".json").read_text())
+    card = json.loads(more.path.with_suffix(".json").read_text())
+    assert card["extra_rows"] == 3
+    assert card["training_rows"] == plain_card["training_rows"] + 3
+    assert card["training_sha256"] != plain_card["training_sha256"]
+    assert card["held_out"]["n"] == plain_card["held_out"]["n"]

@@ -13,7 +13,7 @@ from intake.db.engine import make_engine, make_sessions
 
 def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
     from classifier.corpus import Example
-    from classifier.train import train_version
+    from classifier.train import extra_examples, train_version
     from intake.corrections import training_corrections
 
     corrections: list[Example] = []
@@ -21,11 +21,16 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
         sessions = make_sessions(make_engine(cfg.database.url))
         with sessions() as session:
             corrections = training_corrections(session)
+    extra = [row for path in args.extra for row in extra_examples(path)]
     result = train_version(
-        args.data or cfg.classifier.corpus_dir, cfg.classifier.models_dir, corrections
+        args.data or cfg.classifier.corpus_dir,
+        cfg.classifier.models_dir,
+        corrections,
+        extra=extra,
     )
     held = result.held_out
-    print(f"trained {result.version} ({len(corrections)} corrections) -> {result.path}")
+    more = f", {len(extra)} extra rows" if args.extra else ""
+    print(f"trained {result.version} ({len(corrections)} corrections{more}) -> {result.path}")
     print(
         f"held-out: macro-F1 {held['macro_f1']:.3f}, Kritisch recall {held['kritisch_recall']:.3f}, "
         f"accuracy {held['accuracy']:.3f}, calibration error {held['calibration_error']:.3f}"

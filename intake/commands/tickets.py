@@ -13,6 +13,7 @@ from intake.db import store
 from intake.db.engine import make_engine, make_sessions
 from intake.db.tables import Ticket
 from intake.domain import AuthResult, Priority, TicketStatus
+from intake.znuny import handover
 
 
 def _ticket_summary(ticket: Ticket) -> dict[str, Any]:
@@ -81,6 +82,19 @@ def cmd_tickets_show(cfg: Config, args: argparse.Namespace) -> int:
             "final": ticket.final_service,
             "name": decided.name if decided else None,
         }
+        handed = handover.view(session, cfg, ticket)
+        data["znuny"] = (
+            None
+            if handed is None
+            else {
+                "ticket_id": handed.ticket_id,
+                "ticket_number": handed.ticket_number,
+                "state": handed.state.value,
+                "label": handed.state.label,
+                "error": handed.error,
+                "link": handed.link,
+            }
+        )
         data["messages"] = [
             {
                 "direction": m.direction,

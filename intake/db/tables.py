@@ -41,6 +41,7 @@ ADDRESS_LENGTH = 320  # RFC 5321: 64 + 1 + 255
 MESSAGE_ID_LENGTH = 512
 SERVICE_LENGTH = 32  # a catalogue id (config.SERVICE_ID)
 STAFF_NAME_LENGTH = 128
+ZNUNY_NAME_LENGTH = 200  # a Znuny customer user login or ticket number
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -92,6 +93,8 @@ class Customer(Base):
     state: Mapped[str | None] = mapped_column(String(16))
     # Overrides mail.sender_auth for customers whose mail cannot pass (None: the global mode).
     sender_auth: Mapped[AuthMode | None] = mapped_column(state_column(AuthMode))
+    # The customer user its tickets get in the provider's Znuny (else the sender's address).
+    znuny_customer_user: Mapped[str | None] = mapped_column(String(ZNUNY_NAME_LENGTH))
     created_at: Mapped[datetime]
 
     contacts: Mapped[list[Contact]] = relationship(back_populates="customer")
@@ -168,6 +171,9 @@ class Ticket(Base):
     # waits unread ("Neue Nachricht": set by a follow-up, cleared when staff open the ticket).
     assignee: Mapped[str | None] = mapped_column(String(STAFF_NAME_LENGTH), index=True)
     unread_since: Mapped[datetime | None]
+    # The provider's Znuny ticket, once handed over (intake/znuny/handover.py).
+    znuny_ticket_id: Mapped[int | None] = mapped_column(BigInteger)
+    znuny_ticket_number: Mapped[str | None] = mapped_column(String(ZNUNY_NAME_LENGTH))
     received_at: Mapped[datetime]
     deadline: Mapped[datetime | None]
     created_at: Mapped[datetime]

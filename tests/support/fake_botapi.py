@@ -21,10 +21,11 @@ import itertools
 import json
 import threading
 import time
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+
+from tests.support.loopserver import LoopServer
 
 JSON = dict[str, Any]
 TOKEN = "123456:TEST-TOKEN"
@@ -50,12 +51,14 @@ def _truthy(value: Any) -> bool:
     return value is True or str(value).lower() in ("true", "1")
 
 
-class FakeBotAPI:
+class FakeBotAPI(LoopServer):
     """Fake Bot API on 127.0.0.1 (free port) served from a background thread."""
 
+    thread_name = "fake-botapi"
+
     def __init__(self, token: str = TOKEN) -> None:
+        super().__init__()
         self.token = token
-        self.port = 0
         self.bot_user: JSON = {
             "id": 123456,
             "is_bot": True,
@@ -84,9 +87,6 @@ class FakeBotAPI:
         self._callback_ids = itertools.count(1)
         self._lock = threading.Lock()
         self._sent_cond = threading.Condition(self._lock)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
         self._new_update: asyncio.Event | None = None
         self._closing = False
 
@@ -102,70 +102,18 @@ class FakeBotAPI:
         """Base file URL for ``Bot(base_file_url=...)``; PTB appends the token."""
         return f"http://127.0.0.1:{self.port}/file/bot"
 
-    def start(self) -> FakeBotAPI:
-        """Start the thread and the server; return once it is listening."""
-        if self._thread is not None:
-            raise RuntimeError("FakeBotAPI already started")
-        loop = asyncio.new_event_loop()
-        self._loop = loop
+    def _application(self) -> web.Application:
         self._closing = False
-        self._thread = threading.Thread(target=self._run_loop, name="fake-botapi", daemon=True)
-        self._thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self._start_server(), loop).result(10)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        """Release long polls, shut the server down and join the thread (idempotent)."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if loop.is_running():
-            try:
-                asyncio.run_coroutine_threadsafe(self._stop_server(), loop).result(10)
-            finally:
-                loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        if not loop.is_running():
-            loop.close()
-        self._loop = self._thread = None
-
-    def __enter__(self) -> FakeBotAPI:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _run_loop(self) -> None:
-        assert self._loop is not None
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_forever()
-
-    async def _start_server(self) -> None:
         self._new_update = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
         app.router.add_get("/file/bot{token}/{file_path:.+}", self._download)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = int(self._runner.addresses[0][1])
+        return app
 
-    async def _stop_server(self) -> None:
+    async def _before_stop(self) -> None:
         self._closing = True
         if self._new_update is not None:
             self._new_update.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     def _notify_new_update(self) -> None:
         loop, event = self._loop, self._new_update

@@ -37,6 +37,7 @@ from intake.web.common import (
     plausible_number,
     staff_names,
 )
+from intake.znuny import handover
 
 router = APIRouter()
 
@@ -103,6 +104,7 @@ def ticket_page(request: Request, staff: SignedIn, w: Pages, number: str) -> Res
             rejection=rejection_text(cfg, ticket) if held else "",
             staff_names=staff_names(session),
             channel_label="Telegram" if ticket.channel == Channel.TELEGRAM.value else "E-Mail",
+            handover=handover.view(session, cfg, ticket),
         )
 
 
@@ -120,6 +122,21 @@ def checked_correction(number: str, reason: str, note: str) -> None:
 
 
 NO_REASON = "Nicht gespeichert: bitte einen Grund wählen."
+
+
+@router.post("/tickets/{number}/handover", response_model=None)
+def retry_handover(request: Request, staff: FormStaff, w: Pages, number: str) -> Response:
+    """Staff fixed what Znuny refused: the failed hand-over is tried again."""
+    if not plausible_number(number):
+        raise FormRefused("Unbekanntes Ticket.", 404)
+    with w.sessions.begin() as session:
+        ticket = store.ticket_by_number(session, number)
+        if ticket is None:
+            raise FormRefused("Unbekanntes Ticket.", 404)
+        retried = handover.retry(session, ticket, staff, w.clock())
+    if not retried:
+        return back_to(number, request, "Nichts zu wiederholen: keine fehlgeschlagene Übergabe.")
+    return back_to(number, request, "Übergabe an Znuny wird erneut versucht.")
 
 
 @router.post("/tickets/{number}/priority", response_model=None)

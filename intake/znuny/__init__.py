@@ -1,0 +1,1 @@
+"""The hand-over to the provider's Znuny/OTRS (docs/ZNUNY.md)."""
