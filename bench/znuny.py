@@ -32,8 +32,9 @@ from intake.mail.parse import parse_email
 from intake.outbox import MaildirRelay, OutboxSender
 from intake.service import IntakeService
 from intake.znuny.client import ZnunyClient
-from intake.znuny.handover import HANDOVER_CHANNEL, ZnunyRelay
+from intake.znuny.handover import HANDOVER_CHANNEL
 from intake.znuny.history import import_history
+from intake.znuny.relay import ZnunyRelay
 from tests.support.factories import make_mail
 from tests.support.znuny import FakeZnuny
 

@@ -4,6 +4,7 @@ the confusion matrix and the calibration error; write a JSON report and a PNG fi
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,7 +40,9 @@ def read_labelled(path: Path) -> list[Labelled]:
     rows: list[dict[str, Any]]
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
+        # csv reads quoted line breaks itself; splitting lines first would cut a row at any
+        # of the characters str.splitlines() takes for one (form feed, U+2028...).
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
     else:
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     items: list[Labelled] = []

@@ -105,7 +105,8 @@ class IntakeApp:
         more: dict[str, Relay] = {}
         if cfg.znuny.enabled and cfg.znuny.mode == "rest":
             from intake.znuny.client import ZnunyClient
-            from intake.znuny.handover import HANDOVER_CHANNEL, ZnunyRelay
+            from intake.znuny.handover import HANDOVER_CHANNEL
+            from intake.znuny.relay import ZnunyRelay
 
             more[HANDOVER_CHANNEL] = ZnunyRelay(cfg, self.sessions, ZnunyClient(cfg.znuny), clock)
         self.outbox = OutboxSender(

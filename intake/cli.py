@@ -1,5 +1,5 @@
 """The `intake` command: serve, db upgrade, customers import, tickets list/show, search
-reindex, classify."""
+reindex, classify, train/evaluate, znuny check/import."""
 
 from __future__ import annotations
 

@@ -27,14 +27,15 @@ from intake.db import store
 from intake.db.tables import OutboxItem, Staff, Ticket
 from intake.domain import OutboxStatus, Priority, TicketStatus
 from intake.mail.parse import parse_email
-from intake.outbox import MaildirRelay, OutboxSender
+from intake.outbox import MaildirRelay, OutboxSender, make_relay
 from intake.passwords import hash_password
 from intake.service import IntakeService, Receipt
 from intake.staff import accept_held, correct_priority
 from intake.web.app import create_app
 from intake.znuny import handover
 from intake.znuny.client import ZnunyClient
-from intake.znuny.handover import HANDOVER_CHANNEL, HandoverState, ZnunyRelay
+from intake.znuny.handover import HANDOVER_CHANNEL, HandoverState
+from intake.znuny.relay import ZnunyRelay
 from tests.support.config import make_config
 from tests.support.factories import make_mail
 from tests.support.web import PASSWORD, csrf_of, login
@@ -413,7 +414,12 @@ def test_the_history_import_writes_first_customer_text_and_the_agents_priority(
         priority_changes=[("5 very high", "agent1")],
         state="closed successful",
     )
-    znuny.add_ticket("Alte Frage", created="2026-09-01 09:00:00", priority="1 very low")
+    znuny.add_ticket(
+        "Alte Frage",
+        created="2026-09-01 09:00:00",
+        priority="1 very low",
+        articles=[{"Subject": "Alte Frage", "Body": "Export\x0cnach CSV\u2028bitte"}],
+    )
     znuny.add_ticket("Zu alt", created="2026-01-01 09:00:00")
     monkeypatch.setenv("INTAKE_ZNUNY__URL", znuny.base_url)
     monkeypatch.setenv("INTAKE_ZNUNY__USER", "intake")
@@ -431,7 +437,11 @@ def test_the_history_import_writes_first_customer_text_and_the_agents_priority(
 
     from classifier.evaluate import read_labelled
 
-    assert [r.priority for r in read_labelled(out)] == [Priority.NIEDRIG, Priority.KRITISCH]
+    labelled = read_labelled(out)  # what `intake evaluate --data` and `train --extra` read
+    assert [(r.priority, r.body) for r in labelled] == [
+        (Priority.NIEDRIG, "Export\x0cnach CSV\u2028bitte"),
+        (Priority.KRITISCH, "Seit heute\nkein Druck aus Znuny."),
+    ]
 
 
 def test_check_says_in_plain_words_what_works_and_what_does_not(
@@ -474,12 +484,20 @@ def test_mail_mode_forwards_the_original_with_our_headers_and_none_of_the_custom
 ) -> None:
     """An attacker's mail carries X-OTRS- headers of its own (priority, queue, customer user,
     our reference): Znuny trusts these headers from our relay, so only ours may reach it."""
+    from aiosmtpd.controller import Controller
+
+    from tests.support.network import Sink, free_port
+
+    port = free_port()
     cfg = make_config(
         tmp_path,
         db_url,
         INTAKE_ZNUNY__ENABLED="true",
         INTAKE_ZNUNY__MODE="mail",
         INTAKE_ZNUNY__POSTMASTER_ADDRESS="postmaster@otrs.example.com",
+        INTAKE_RELAY__MODE="smtp",
+        INTAKE_RELAY__HOST="127.0.0.1",
+        INTAKE_RELAY__PORT=str(port),
     )
     service = IntakeService(cfg, sessions, model)
     raw = make_mail(
@@ -497,15 +515,26 @@ def test_mail_mode_forwards_the_original_with_our_headers_and_none_of_the_custom
     )
     receipt = service.receive(parse_email(raw, AT))
     with sessions() as session:
-        [row] = session.scalars(
-            select(OutboxItem).where(OutboxItem.recipient == "postmaster@otrs.example.com")
-        ).all()
         ticket = store.ticket_by_number(session, receipt.ticket_number or "")
         assert ticket is not None and ticket.status == TicketStatus.HANDED_OVER
-        payload, row_id = row.payload, row.id
-    OutboxSender(sessions, MaildirRelay(cfg.relay.maildir), cfg.outbox, lambda: AT).run_once()
-    [delivered] = (cfg.relay.maildir / "new").glob(f"intake-outbox-{row_id:012d}.*")
-    assert delivered.read_bytes() == payload
+        assert ticket.deadline is not None and ticket.confidence is not None
+        deadline = ticket.deadline.astimezone(cfg.zone).isoformat(timespec="seconds")
+        confidence = f"{ticket.confidence:.2f}"
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        sender = OutboxSender(
+            sessions, make_relay(cfg.relay, cfg.mail.from_address), cfg.outbox, lambda: AT
+        )
+        sender.run_once()
+        sender.close()
+    finally:
+        controller.stop()
+    [(mail_from, _, payload)] = [
+        r for r in sink.received if r[1] == ["postmaster@otrs.example.com"]
+    ]
+    assert mail_from == cfg.mail.from_address
     from email import message_from_bytes
 
     forwarded = message_from_bytes(payload, policy=policy.default)
@@ -519,20 +548,14 @@ def test_mail_mode_forwards_the_original_with_our_headers_and_none_of_the_custom
             ("X-OTRS-Queue", "Support"),
             ("X-OTRS-State", "new"),
             ("X-OTRS-DynamicField-IntakeReference", receipt.ticket_number or ""),
-            ("X-OTRS-DynamicField-IntakeDeadline", otrs_value(forwarded, "IntakeDeadline")),
-            ("X-OTRS-DynamicField-IntakeConfidence", otrs_value(forwarded, "IntakeConfidence")),
+            ("X-OTRS-DynamicField-IntakeDeadline", deadline),
+            ("X-OTRS-DynamicField-IntakeConfidence", confidence),
             ("X-OTRS-DynamicField-IntakeContract", "OTRS-Support Basic"),
         ]
     )
     assert receipt.priority is not None
     assert forwarded["Subject"] == "Frage zu Queues" and forwarded["From"] == CUSTOMER
     assert "neue Queue" in forwarded.get_content()
-
-
-def otrs_value(mail: EmailMessage, field: str) -> str:
-    value = mail[f"X-OTRS-DynamicField-{field}"]
-    assert value
-    return str(value)
 
 
 @pytest.mark.slow

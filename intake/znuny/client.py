@@ -213,11 +213,12 @@ class ZnunyClient:
         Each hit is read back: Znuny's search silently drops a condition on a dynamic field
         that does not exist, and would then return any ticket."""
         name = self.cfg.dynamic_fields.reference
-        for ticket_id in sorted(
-            self.search({f"DynamicField_{name}": {"Equals": reference}, "Limit": 5})
-        ):
+        condition = {f"DynamicField_{name}": {"Equals": reference}, "Limit": 5}
+        for ticket_id in sorted(self.search(condition)):
             ticket = self.get_ticket(ticket_id, articles=False)
-            if field_value(ticket, name) == reference:
+            value = field_value(ticket, name)
+            # An answer without any dynamic field cannot say otherwise: the search stands.
+            if value == reference or (value is None and not has_fields(ticket)):
                 return ticket_id, str(ticket.get("TicketNumber", ""))
         return None
 
@@ -256,6 +257,11 @@ def field_value(ticket: JSON, name: str) -> str | None:
             return None if value is None else str(value)
     value = ticket.get(f"DynamicField_{name}")
     return None if value is None else str(value)
+
+
+def has_fields(ticket: JSON) -> bool:
+    """Whether TicketGet's answer lists the ticket's dynamic fields at all."""
+    return bool(ticket.get("DynamicField")) or any(k.startswith("DynamicField_") for k in ticket)
 
 
 def _excerpt(text: str, limit: int = 300) -> str:

@@ -128,7 +128,7 @@ def row_for(cfg: Config, ticket: JSON, history: list[JSON]) -> dict[str, str] | 
         "created": str(ticket.get("Created") or ""),
         "subject": " ".join(subject.split())[:500],
         # One line per row: newlines as the two characters \n (read_labelled reads them back).
-        "body": body[:limit].replace("\r\n", "\n").replace("\n", "\\n"),
+        "body": body[:limit].replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\\n"),
         "priority": current.value,
         "initial_priority": (initial or current).value,
         "changed_by_agent": "1" if changes else "0",
@@ -151,7 +151,10 @@ def import_history(
     writer.writeheader()
     written = skipped = 0
     for done, ticket_id in enumerate(ids, 1):
-        row = row_for(cfg, client.get_ticket(ticket_id), client.history(ticket_id))
+        ticket = client.get_ticket(ticket_id)
+        # The search's window is the server's; the date asked for is ours.
+        recent = str(ticket.get("Created") or "9999") >= since.strftime(ZNUNY_TIME)
+        row = row_for(cfg, ticket, client.history(ticket_id)) if recent else None
         if row is None:
             skipped += 1
         else:
