@@ -20,6 +20,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+from sqlalchemy import func, select
+
 from bench.pipeline import database
 from bench.run import machine
 from classifier.corpus import load_corpus
@@ -28,6 +31,7 @@ from intake.config import Config, load_config
 from intake.customers import import_customers, parse_customers
 from intake.db.engine import make_engine, make_sessions
 from intake.db.migrate import upgrade
+from intake.db.tables import OutboxItem
 from intake.mail.parse import parse_email
 from intake.outbox import MaildirRelay, OutboxSender
 from intake.service import IntakeService
@@ -43,7 +47,7 @@ TICKETS = 300
 HISTORY = 1_000
 LATENCY = 0.05  # seconds a remote Znuny takes per request
 AT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
-SENDERS = ["it@muster.example", "helpdesk@beispiel.example", "support@punkt-partner.example"]
+SENDER = "load@bench.example"  # bench/customers.yaml: a points account that covers everything
 
 
 def config(url: str, tmp: Path, server: FakeZnuny, senders: int) -> Config:
@@ -74,13 +78,11 @@ def hand_over(senders: int, latency: float) -> dict[str, Any]:
         engine = make_engine(url)
         sessions = make_sessions(engine)
         with sessions.begin() as session:
-            import_customers(
-                session, parse_customers(ROOT / "examples" / "customers.yaml"), cfg, AT
-            )
+            import_customers(session, parse_customers(ROOT / "bench" / "customers.yaml"), cfg, AT)
         service = IntakeService(cfg, sessions, model)
         for i in range(TICKETS):
             example = rng.choice(corpus)
-            raw = make_mail(sender=rng.choice(SENDERS), subject=example.subject, body=example.body)
+            raw = make_mail(sender=SENDER, subject=example.subject, body=example.body)
             service.receive(parse_email(raw, AT + timedelta(seconds=i)))
         relay = ZnunyRelay(cfg, sessions, ZnunyClient(cfg.znuny), lambda: AT)
         timed: list[float] = []
@@ -103,9 +105,11 @@ def hand_over(senders: int, latency: float) -> dict[str, Any]:
         )
         if latency:
             server.delay_next(latency, n=10 * TICKETS)
+        with sessions() as session:
+            due = session.scalar(select(func.count()).where(OutboxItem.channel == HANDOVER_CHANNEL))
         before = len(server.requests)
         started = time.perf_counter()
-        while len(server.tickets()) < TICKETS and time.perf_counter() - started < 600:
+        while len(server.tickets()) < (due or 0) and time.perf_counter() - started < 600:
             sender.run_once()
         elapsed = time.perf_counter() - started
         sender.close()
@@ -142,7 +146,11 @@ def history() -> dict[str, Any]:
             )
         client = ZnunyClient(
             cfg.znuny.model_copy(
-                update={"url": server.base_url, "user": "intake", "password": "intake-secret"}
+                update={
+                    "url": server.base_url,
+                    "user": "intake",
+                    "password": SecretStr("intake-secret"),
+                }
             )
         )
         out = io.StringIO()
@@ -165,7 +173,7 @@ def section(runs: dict[str, dict[str, Any]], imported: dict[str, Any], rss_mb: f
         "",
         f"Measured {machine()} (`python -m bench.znuny`).",
         "",
-        f"{TICKETS} accepted requests (corpus texts, three customers) on SQLite, then the outbox "
+        f"{TICKETS} accepted requests (corpus texts, bench/customers.yaml) on SQLite, then the outbox "
         "until the fake GenericInterface server (tests/support/znuny.py, on the same machine) "
         "holds them all; a hand-over is the lookup by `IntakeReference` and the create. "
         f'"Remote" adds {LATENCY * 1000:.0f} ms to every Znuny request.',
@@ -187,9 +195,13 @@ def section(runs: dict[str, dict[str, Any]], imported: dict[str, Any], rss_mb: f
         f"({imported['written']} rows in {imported['seconds']:.1f} s, "
         f"{imported['searches']} searches). Peak RSS of the benchmark process: {rss_mb:.0f} MB.",
         "",
-        "Reading: on loopback the hand-over costs a few milliseconds of our own per ticket; "
-        "against a remote Znuny the time is Znuny's, and `outbox.senders` hand tickets over "
-        "side by side.",
+        "Reading: on loopback a hand-over costs a few milliseconds of our own (the fake server "
+        "shares the two cores); against a remote Znuny the time is Znuny's, and "
+        "`outbox.senders` hand tickets over side by side. The first run of this benchmark "
+        "found 4 senders no faster than 1 against the remote Znuny (9/s, p95 3.4 s): the relay "
+        "kept its database session, on SQLite the one connection the door and triage also "
+        "need, while it waited for Znuny. It now reads what to send and lets the database go "
+        "first (tests/test_znuny.py stores a mail while a hand-over waits).",
     ]
     return lines
 

@@ -97,8 +97,10 @@ class TicketStatus(StrEnum):
         return STATUS_LABELS[self.value][0]
 
     def label_in(self, language: str) -> str:
-        """For the customer (the chat's /status): German, or English where they write it."""
-        return STATUS_LABELS[self.value][1 if language == "en" else 0]
+        """For the customer (the chat's /status): German, or English where they write it. A
+        ticket handed over to Znuny is "in Bearbeitung" to them: where it is worked on is ours."""
+        shown = TicketStatus.IN_PROGRESS if self is TicketStatus.HANDED_OVER else self
+        return STATUS_LABELS[shown.value][1 if language == "en" else 0]
 
     @property
     def is_open(self) -> bool:

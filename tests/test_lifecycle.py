@@ -333,3 +333,10 @@ def test_the_search_box_finds_erledigte_tickets_and_combines_with_the_filters(
     for hostile in ['"', "NEAR(", "a OR b", "*", "x" * 200]:
         assert client.get("/", params={"q": hostile}).status_code == 200, hostile
     assert client.get("/", params={"q": "x" * 201}).status_code == 400
+
+
+def test_a_customer_sees_a_handed_over_ticket_as_in_progress_and_staff_see_where_it_went() -> None:
+    assert TicketStatus.HANDED_OVER.label == "an Znuny übergeben"
+    assert TicketStatus.HANDED_OVER.label_in("de") == "in Bearbeitung"
+    assert TicketStatus.HANDED_OVER.label_in("en") == "in progress"
+    assert TicketStatus.DONE.label_in("de") == "erledigt"

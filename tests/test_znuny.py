@@ -668,3 +668,30 @@ def test_a_follow_up_whose_answer_was_lost_is_added_once(intake: Intake, znuny: 
     ) == 1
     history = znuny.ticket(created["TicketID"])["History"]
     assert "FollowUp" in [h["HistoryType"] for h in history]
+
+
+def test_a_slow_znuny_does_not_hold_the_database_the_intake_needs(
+    intake: Intake, znuny: FakeZnuny
+) -> None:
+    """On SQLite the door, triage and the outbox share one connection: a hand-over waiting for
+    Znuny must not keep it, or mail could not be stored meanwhile."""
+    import threading
+    import time
+
+    intake.receive(make_mail(sender=CUSTOMER))
+    znuny.delay_next(1.5, operation="TicketSearch")  # below the client timeout of 2 s
+    sending = threading.Thread(target=intake.outbox.run_once)
+    sending.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not [r for r in znuny.requests if r.operation == "TicketSearch"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        second = intake.receive(
+            make_mail(sender=CUSTOMER, subject="Noch etwas", body="Eine zweite Frage zu Queues.")
+        )
+        assert second.ticket_number is not None
+        assert sending.is_alive()  # stored while Znuny was still answering
+    finally:
+        sending.join(15)
+    assert len(znuny.tickets()) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,6 +37,19 @@ class NotYetHandedOver(Exception):
     """An update for a ticket whose create has not gone through yet: it waits for it."""
 
 
+@dataclass(frozen=True)
+class Request:
+    """One row's call to Znuny, read from the database before any of it is sent."""
+
+    op: Op
+    number: str  # our ticket number
+    znuny_id: int | None
+    ticket: JSON | None
+    article: JSON
+    fields: list[JSON] = field(default_factory=list)
+    attachments: list[JSON] = field(default_factory=list)
+
+
 class ZnunyRelay:
     """Delivers hand-over rows; reads what it sends from the database when it sends it, so a
     create carries the priority and deadline in force then."""
@@ -49,68 +63,84 @@ class ZnunyRelay:
         self.clock = clock
 
     def deliver(self, envelope: Envelope) -> Created | None:
-        order = json.loads(envelope.payload)
+        # Read what to send, then let the database go before talking to Znuny: on SQLite the
+        # one connection is the door's and triage's too, and Znuny may take its time.
+        with self.sessions() as session:
+            request = self._request(session, envelope)
+        if request is None:
+            return None
         try:
-            with self.sessions() as session:
-                ticket = session.scalars(
-                    select(Ticket).where(Ticket.number == envelope.recipient)
-                ).one()
-                op = Op(order["op"])
-                if op is Op.CREATE:
-                    return self._create(session, ticket, order)
-                if ticket.znuny_ticket_id is None:
-                    raise NotYetHandedOver(f"Ticket {ticket.number} ist noch nicht in Znuny")
-                # The article's history comment names the row: a retry after a lost answer
-                # finds it in the ticket's history and adds nothing twice.
-                mark = f"intake-outbox-{envelope.id}"
-                if envelope.attempts > 1 and any(
-                    h.get("Name") == mark for h in self.client.history(ticket.znuny_ticket_id)
-                ):
-                    return None
-                if op is Op.ARTICLE:
-                    message = session.get(Message, order["message"])
-                    assert message is not None
-                    article = {**self._article(message), "HistoryType": "FollowUp"}
-                    attachments, left_out = self._attachments(session, message)
-                    if left_out:
-                        article["Body"] += "\n\n" + left_out
-                    self.client.update_ticket(
-                        ticket.znuny_ticket_id,
-                        article={**article, "HistoryComment": mark},
-                        attachments=attachments,
-                    )
-                else:
-                    note = {**self._priority_note(order), "HistoryComment": mark}
-                    self.client.update_ticket(
-                        ticket.znuny_ticket_id,
-                        ticket={"Priority": self.cfg.znuny.priorities[Priority(order["new"])]},
-                        article=note,
-                    )
-                return None
+            return self._send(request, envelope)
         except ZnunyError as exc:
             raise Refused(f"Znuny: {exc}", self.cfg.znuny.attempts) from exc
 
-    def _create(self, session: Session, ticket: Ticket, order: JSON) -> Created | None:
-        if ticket.znuny_ticket_id is not None:
-            return None  # handed over already; a repeated row changes nothing
-        assert ticket.number is not None
-        # An earlier try (even one before a staff retry) may have created it and lost the
-        # answer: look for our number first, so a ticket is never created twice.
-        found = self.client.find_by_reference(ticket.number)
-        if found is not None:
-            return Created(found[0], found[1], None)
+    def _request(self, session: Session, envelope: Envelope) -> Request | None:
+        """What the row asks of Znuny, from the database as it is now; None if nothing is left
+        to do (the ticket was handed over already)."""
+        order = json.loads(envelope.payload)
+        op = Op(order["op"])
+        ticket = session.scalars(select(Ticket).where(Ticket.number == envelope.recipient)).one()
+        if op is Op.CREATE:
+            if ticket.znuny_ticket_id is not None:
+                return None  # a repeated row changes nothing
+        elif ticket.znuny_ticket_id is None:
+            raise NotYetHandedOver(f"Ticket {ticket.number} ist noch nicht in Znuny")
+        # The article's history comment names the row: a retry after a lost answer finds it
+        # in the ticket's history and adds nothing twice.
+        mark = f"intake-outbox-{envelope.id}"
+        if op is Op.PRIORITY:
+            return Request(
+                op,
+                ticket.number or "",
+                ticket.znuny_ticket_id,
+                ticket={"Priority": self.cfg.znuny.priorities[Priority(order["new"])]},
+                article={**self._priority_note(order), "HistoryComment": mark},
+            )
         message = session.get(Message, order["message"])
         assert message is not None
         article = self._article(message)
         attachments, left_out = self._attachments(session, message)
         if left_out:
             article["Body"] += "\n\n" + left_out
-        return self.client.create_ticket(
+        if op is Op.ARTICLE:
+            article.update(HistoryType="FollowUp", HistoryComment=mark)
+            return Request(
+                op, ticket.number or "", ticket.znuny_ticket_id, None, article, [], attachments
+            )
+        return Request(
+            op,
+            ticket.number or "",
+            None,
             self._ticket(ticket, message),
             article,
             [{"Name": n, "Value": v} for n, v in dynamic_fields(self.cfg, ticket)],
             attachments,
         )
+
+    def _send(self, request: Request, envelope: Envelope) -> Created | None:
+        if request.op is Op.CREATE:
+            # An earlier try (even one before a staff retry) may have created it and lost the
+            # answer: look for our number first, so a ticket is never created twice.
+            found = self.client.find_by_reference(request.number)
+            if found is not None:
+                return Created(found[0], found[1], None)
+            assert request.ticket is not None
+            return self.client.create_ticket(
+                request.ticket, request.article, request.fields, request.attachments
+            )
+        assert request.znuny_id is not None
+        mark = request.article.get("HistoryComment")
+        if envelope.attempts > 1 and any(
+            h.get("Name") == mark for h in self.client.history(request.znuny_id)
+        ):
+            return None
+        self.client.update_ticket(
+            request.znuny_id,
+            ticket=request.ticket,
+            article=request.article,
+            attachments=request.attachments,
+        )
+        return None
 
     def _ticket(self, ticket: Ticket, message: Message) -> JSON:
         title = _line(ticket.subject) or _line(message.body_text)[:80] or f"Anfrage {ticket.number}"
