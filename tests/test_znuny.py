@@ -241,6 +241,9 @@ def test_a_refusal_shows_uebergabe_fehlgeschlagen_to_staff_who_retry_after_fixin
             session.add(Staff(name="anna", password_hash=hash_password(PASSWORD), created_at=AT))
         client = TestClient(create_app(cfg, sessions, intake.clock), follow_redirects=False)
         assert login(client) == 303
+        queue = client.get("/").text  # the queue says why it waits
+        row = queue.split(str(receipt.ticket_number), 1)[1].split("</tr>", 1)[0]
+        assert "Übergabe an Znuny fehlgeschlagen" in row
         page = client.get(f"/tickets/{receipt.ticket_number}").text
         assert "Übergabe fehlgeschlagen" in page and "Queue parameter is invalid" in page
 

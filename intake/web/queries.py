@@ -31,6 +31,7 @@ from intake.domain import (
     TicketStatus,
 )
 from intake.rules.deadline import Deadlines
+from intake.znuny import handover
 
 # Why a request waits for staff, by the rule that held it: a short German line for the queue.
 HELD_BECAUSE = {
@@ -89,12 +90,17 @@ def time_used(calendars: Calendars, ticket: Ticket, now: datetime) -> tuple[floa
     return share, "warn" if share >= 0.75 else "ok"
 
 
-def waiting_because(ticket: Ticket, first: TriageRecord | None) -> tuple[str, ...]:
+def waiting_because(
+    ticket: Ticket, first: TriageRecord | None, handover_failed: bool = False
+) -> tuple[str, ...]:
     """Why a ticket waits for staff, in the queue row: the rule that held it, an unconfirmed
-    sender, a security incident or a possibly critical proposal, a new customer message."""
+    sender, a security incident or a possibly critical proposal, a new customer message, a
+    hand-over Znuny refused."""
     why: list[str] = []
     if ticket.unread_since is not None:
         why.append("Neue Nachricht")
+    if handover_failed:
+        why.append("Übergabe an Znuny fehlgeschlagen")
     if first is not None and ticket.status == TicketStatus.HELD:
         for verdict in first.verdicts:
             if verdict.get("hit") and verdict.get("action") in (
@@ -163,6 +169,7 @@ def queue(
             select(TriageRecord).where(TriageRecord.ticket_id.in_(ids)).order_by(TriageRecord.id)
         ):
             first.setdefault(record.ticket_id, record)
+    refused = handover.failed_among(session, ids)
     result = []
     for ticket in rows:
         share, state = time_used(calendars, ticket, now)
@@ -172,7 +179,7 @@ def queue(
                 ticket.final_priority or ticket.proposed_priority,
                 share,
                 state,
-                waiting_because(ticket, first.get(ticket.id)),
+                waiting_because(ticket, first.get(ticket.id), ticket.id in refused),
             )
         )
     return result, total

@@ -167,6 +167,21 @@ def retry(session: Session, ticket: Ticket, staff: str, now: datetime) -> int:
     return len(rows)
 
 
+def failed_among(session: Session, ticket_ids: list[int]) -> set[int]:
+    """Those of the tickets whose hand-over failed (for the queue rows)."""
+    if not ticket_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(OutboxItem.ticket_id).where(
+                OutboxItem.ticket_id.in_(ticket_ids),
+                OutboxItem.channel == HANDOVER_CHANNEL,
+                OutboxItem.status == OutboxStatus.FAILED,
+            )
+        )
+    )
+
+
 # -- what staff see ------------------------------------------------------------------------------
 
 

@@ -226,6 +226,7 @@ class ZnunyRelay:
 
     def failed(self, session: Session, envelope: Envelope, error: str) -> None:
         ticket = session.scalars(select(Ticket).where(Ticket.number == envelope.recipient)).one()
+        ticket.needs_review = True  # up the queue: staff fix the cause and retry
         now = self.clock()
         add_event(
             session,
