@@ -698,3 +698,19 @@ def test_a_slow_znuny_does_not_hold_the_database_the_intake_needs(
     finally:
         sending.join(15)
     assert len(znuny.tickets()) == 1
+
+
+def test_an_answer_that_is_no_ticket_is_never_taken_for_a_hand_over(
+    intake: Intake, znuny: FakeZnuny
+) -> None:
+    """HTTP 200 is not success: a body without the created ticket (a proxy's page, a fault
+    dressed as 200) counts as a refusal, and nothing is recorded as handed over."""
+    receipt = intake.receive(make_mail(sender=CUSTOMER))
+    znuny.fail_next(2, 200, operation="TicketCreate", message="<html>Anmeldung</html>")
+    intake.send(2)
+    ours = intake.ticket(receipt.ticket_number)
+    assert ours.znuny_ticket_id is None and ours.status == TicketStatus.NEW
+    view = intake.view(receipt.ticket_number)
+    assert view is not None and view.state is HandoverState.FAILED
+    assert view.error is not None and "unerwartete Antwort" in view.error
+    assert znuny.tickets() == []
