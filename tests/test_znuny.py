@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
@@ -77,11 +77,6 @@ def znuny_config(tmp_path: Path, db_url: str, server: FakeZnuny, **more: str) ->
     )
 
 
-@pytest.fixture
-def zcfg(tmp_path: Path, db_url: str, znuny: FakeZnuny) -> Config:
-    return znuny_config(tmp_path, db_url, znuny)
-
-
 class Intake:
     """The service and its outbox, wired as `intake serve` wires them."""
 
@@ -128,12 +123,26 @@ class Intake:
 
 
 @pytest.fixture
-def intake(
-    zcfg: Config, sessions: sessionmaker[Session], model: PriorityModel, tmp_path: Path
-) -> Iterator[Intake]:
-    running = Intake(zcfg, sessions, model, tmp_path)
-    yield running
-    running.close()
+def make_intake(
+    tmp_path: Path, db_url: str, sessions: sessionmaker[Session], model: PriorityModel
+) -> Iterator[Callable[..., Intake]]:
+    """An intake wired to `server` with more INTAKE_ZNUNY__ settings; closed after the test."""
+    made: list[Intake] = []
+
+    def make(server: FakeZnuny, **more: str) -> Intake:
+        made.append(
+            Intake(znuny_config(tmp_path, db_url, server, **more), sessions, model, tmp_path)
+        )
+        return made[-1]
+
+    yield make
+    for running in made:
+        running.close()
+
+
+@pytest.fixture
+def intake(make_intake: Callable[..., Intake], znuny: FakeZnuny) -> Intake:
+    return make_intake(znuny)
 
 
 def show_json(cfg: Config, number: str, capsys: pytest.CaptureFixture[str]) -> dict:  # type: ignore[type-arg]
@@ -214,53 +223,42 @@ def test_znuny_down_failing_or_with_an_expired_session_is_retried_until_it_works
 
 
 def test_a_refusal_shows_uebergabe_fehlgeschlagen_to_staff_who_retry_after_fixing_it(
-    tmp_path: Path,
-    db_url: str,
-    znuny: FakeZnuny,
-    sessions: sessionmaker[Session],
-    model: PriorityModel,
+    make_intake: Callable[..., Intake], znuny: FakeZnuny, sessions: sessionmaker[Session]
 ) -> None:
-    cfg = znuny_config(tmp_path, db_url, znuny, INTAKE_ZNUNY__TICKET__QUEUE="Premium")
-    intake = Intake(cfg, sessions, model, tmp_path)
-    try:
-        receipt = intake.receive(make_mail(sender=CUSTOMER))
-        intake.send(3)
-        assert znuny.tickets() == []
-        view = intake.view(receipt.ticket_number)
-        assert view is not None and view.state is HandoverState.FAILED
-        assert (
-            view.error is not None and "Queue parameter is invalid" in view.error
-        )  # Znuny's words
-        with sessions() as session:
-            [row] = session.scalars(
-                select(OutboxItem).where(OutboxItem.channel == HANDOVER_CHANNEL)
-            ).all()
-            assert (row.status, row.attempts) == (OutboxStatus.FAILED, 2)
+    intake = make_intake(znuny, INTAKE_ZNUNY__TICKET__QUEUE="Premium")
+    cfg = intake.cfg
+    receipt = intake.receive(make_mail(sender=CUSTOMER))
+    intake.send(3)
+    assert znuny.tickets() == []
+    view = intake.view(receipt.ticket_number)
+    assert view is not None and view.state is HandoverState.FAILED
+    assert view.error is not None and "Queue parameter is invalid" in view.error  # Znuny's words
+    with sessions() as session:
+        [row] = session.scalars(
+            select(OutboxItem).where(OutboxItem.channel == HANDOVER_CHANNEL)
+        ).all()
+        assert (row.status, row.attempts) == (OutboxStatus.FAILED, 2)
 
-        with sessions.begin() as session:
-            session.add(Staff(name="anna", password_hash=hash_password(PASSWORD), created_at=AT))
-        client = TestClient(create_app(cfg, sessions, intake.clock), follow_redirects=False)
-        assert login(client) == 303
-        queue = client.get("/").text  # the queue says why it waits
-        row = queue.split(str(receipt.ticket_number), 1)[1].split("</tr>", 1)[0]
-        assert "Übergabe an Znuny fehlgeschlagen" in row
-        page = client.get(f"/tickets/{receipt.ticket_number}").text
-        assert "Übergabe fehlgeschlagen" in page and "Queue parameter is invalid" in page
+    with sessions.begin() as session:
+        session.add(Staff(name="anna", password_hash=hash_password(PASSWORD), created_at=AT))
+    client = TestClient(create_app(cfg, sessions, intake.clock), follow_redirects=False)
+    assert login(client) == 303
+    queue = client.get("/").text  # the queue says why it waits
+    row = queue.split(str(receipt.ticket_number), 1)[1].split("</tr>", 1)[0]
+    assert "Übergabe an Znuny fehlgeschlagen" in row
+    page = client.get(f"/tickets/{receipt.ticket_number}").text
+    assert "Übergabe fehlgeschlagen" in page and "Queue parameter is invalid" in page
 
-        znuny.add_queue("Premium")  # the provider adds the queue
-        answer = client.post(
-            f"/tickets/{receipt.ticket_number}/handover", data={"csrf": csrf_of(page)}
-        )
-        assert answer.status_code == 303
-        intake.send()
-        [created] = znuny.tickets()
-        assert created["Queue"] == "Premium"
-        page = client.get(f"/tickets/{receipt.ticket_number}").text
-        status = page.split('id="znuny"', 1)[1].split("</span>", 1)[0]
-        assert "an Znuny übergeben: <a" in status and f"Ticket#{created['TicketNumber']}" in status
-        assert 'id="znuny-error"' not in page
-    finally:
-        intake.close()
+    znuny.add_queue("Premium")  # the provider adds the queue
+    answer = client.post(f"/tickets/{receipt.ticket_number}/handover", data={"csrf": csrf_of(page)})
+    assert answer.status_code == 303
+    intake.send()
+    [created] = znuny.tickets()
+    assert created["Queue"] == "Premium"
+    page = client.get(f"/tickets/{receipt.ticket_number}").text
+    status = page.split('id="znuny"', 1)[1].split("</span>", 1)[0]
+    assert "an Znuny übergeben: <a" in status and f"Ticket#{created['TicketNumber']}" in status
+    assert 'id="znuny-error"' not in page
 
 
 def test_a_staff_correction_and_a_follow_up_follow_the_ticket_into_znuny(
@@ -323,14 +321,9 @@ def test_a_held_request_goes_to_znuny_only_when_staff_accept_it(
 
 
 def test_attachments_travel_base64_up_to_the_limit_and_larger_ones_are_named(
-    tmp_path: Path,
-    db_url: str,
-    znuny: FakeZnuny,
-    sessions: sessionmaker[Session],
-    model: PriorityModel,
+    make_intake: Callable[..., Intake], znuny: FakeZnuny
 ) -> None:
-    cfg = znuny_config(tmp_path, db_url, znuny, INTAKE_ZNUNY__MAX_ATTACHMENT_BYTES="1000")
-    intake = Intake(cfg, sessions, model, tmp_path)
+    intake = make_intake(znuny, INTAKE_ZNUNY__MAX_ATTACHMENT_BYTES="1000")
     mail = EmailMessage()
     mail["From"], mail["To"] = CUSTOMER, "support@example.com"
     mail["Subject"], mail["Message-ID"] = "Fehler beim Export", make_msgid()
@@ -341,17 +334,14 @@ def test_attachments_travel_base64_up_to_the_limit_and_larger_ones_are_named(
     mail.add_attachment(
         b"\x89PNG" + b"0" * 5000, maintype="image", subtype="png", filename="bild.png"
     )
-    try:
-        intake.receive(mail.as_bytes(policy=policy.SMTP))
-        intake.send()
-        [created] = znuny.tickets()
-        [article] = created["Articles"]
-        assert [(a["Filename"], a["Content"]) for a in article["Attachments"]] == [
-            ("export.log", b"ERROR export failed\n")
-        ]
-        assert "bild.png" in article["Body"]
-    finally:
-        intake.close()
+    intake.receive(mail.as_bytes(policy=policy.SMTP))
+    intake.send()
+    [created] = znuny.tickets()
+    [article] = created["Articles"]
+    assert [(a["Filename"], a["Content"]) for a in article["Attachments"]] == [
+        ("export.log", b"ERROR export failed\n")
+    ]
+    assert "bild.png" in article["Body"]
 
 
 def test_the_customer_user_comes_from_the_customer_data_when_set(
@@ -617,10 +607,7 @@ def test_intake_serve_hands_over_and_a_correction_on_the_command_line_follows(
 
 
 def test_a_znuny_without_our_reference_field_never_links_us_to_someone_elses_ticket(
-    tmp_path: Path,
-    db_url: str,
-    sessions: sessionmaker[Session],
-    model: PriorityModel,
+    make_intake: Callable[..., Intake],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -630,21 +617,17 @@ def test_a_znuny_without_our_reference_field_never_links_us_to_someone_elses_tic
 
     with FakeZnuny(dynamic_fields={"IntakeDeadline": "Text"}) as server:
         foreign = server.add_ticket("Ticket eines anderen Kunden")
-        cfg = znuny_config(tmp_path, db_url, server)
-        intake = Intake(cfg, sessions, model, tmp_path)
-        try:
-            receipt = intake.receive(make_mail(sender=CUSTOMER))
-            intake.send(3)
-            ours = intake.ticket(receipt.ticket_number)
-            assert ours.znuny_ticket_id is None and ours.status == TicketStatus.NEW
-            view = intake.view(receipt.ticket_number)
-            assert view is not None and view.state is HandoverState.FAILED
-            assert view.error is not None and "DynamicField" in view.error
-            assert server.ticket(foreign["TicketID"])["Articles"][-1]["Subject"] == (
-                "Ticket eines anderen Kunden"
-            )
-        finally:
-            intake.close()
+        intake = make_intake(server)
+        receipt = intake.receive(make_mail(sender=CUSTOMER))
+        intake.send(3)
+        ours = intake.ticket(receipt.ticket_number)
+        assert ours.znuny_ticket_id is None and ours.status == TicketStatus.NEW
+        view = intake.view(receipt.ticket_number)
+        assert view is not None and view.state is HandoverState.FAILED
+        assert view.error is not None and "DynamicField" in view.error
+        assert server.ticket(foreign["TicketID"])["Articles"][-1]["Subject"] == (
+            "Ticket eines anderen Kunden"
+        )
         monkeypatch.setenv("INTAKE_ZNUNY__URL", server.base_url)
         monkeypatch.setenv("INTAKE_ZNUNY__USER", "intake")
         monkeypatch.setenv("INTAKE_ZNUNY__PASSWORD", "intake-secret")

@@ -79,7 +79,7 @@ class ZnunyRelay:
         to do (the ticket was handed over already)."""
         order = json.loads(envelope.payload)
         op = Op(order["op"])
-        ticket = session.scalars(select(Ticket).where(Ticket.number == envelope.recipient)).one()
+        ticket = self._ticket_of(session, envelope)
         if op is Op.CREATE:
             if ticket.znuny_ticket_id is not None:
                 return None  # a repeated row changes nothing
@@ -200,34 +200,26 @@ class ZnunyRelay:
     def record(self, session: Session, envelope: Envelope, receipt: object) -> None:
         if not isinstance(receipt, Created):
             return
-        ticket = session.scalars(select(Ticket).where(Ticket.number == envelope.recipient)).one()
+        ticket = self._ticket_of(session, envelope)
         if ticket.znuny_ticket_id is not None:
             return
         ticket.znuny_ticket_id = receipt.ticket_id
         ticket.znuny_ticket_number = receipt.ticket_number[:ZNUNY_NAME_LENGTH]
         if TicketStatus(ticket.status) in (TicketStatus.NEW, TicketStatus.IN_PROGRESS):
             ticket.status = TicketStatus.HANDED_OVER
-        now = self.clock()
-        add_event(
-            session,
-            ticket,
-            EventKind.HANDOVER,
-            staff=None,
-            what=f"an Znuny übergeben: Ticket#{receipt.ticket_number}",
-            now=now,
-        )
+        what = f"an Znuny übergeben: Ticket#{ticket.znuny_ticket_number}"
+        add_event(session, ticket, EventKind.HANDOVER, staff=None, what=what, now=self.clock())
         log_event(
             log,
             "handed-over",
             ticket=ticket.number,
             znuny_ticket_id=receipt.ticket_id,
-            znuny_ticket_number=receipt.ticket_number,
+            znuny_ticket_number=ticket.znuny_ticket_number,
         )
 
     def failed(self, session: Session, envelope: Envelope, error: str) -> None:
-        ticket = session.scalars(select(Ticket).where(Ticket.number == envelope.recipient)).one()
+        ticket = self._ticket_of(session, envelope)
         ticket.needs_review = True  # up the queue: staff fix the cause and retry
-        now = self.clock()
         add_event(
             session,
             ticket,
@@ -235,11 +227,15 @@ class ZnunyRelay:
             staff=None,
             what="Übergabe fehlgeschlagen",
             reason=error[:500],
-            now=now,
+            now=self.clock(),
         )
         log_event(
             log, "handover-failed", level=logging.ERROR, ticket=ticket.number, error=error[:500]
         )
+
+    @staticmethod
+    def _ticket_of(session: Session, envelope: Envelope) -> Ticket:
+        return session.scalars(select(Ticket).where(Ticket.number == envelope.recipient)).one()
 
     def close(self) -> None:
         self.client.close()

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Self
 
 from aiohttp import web
 
 
-class LoopServer:
+class LoopServer(ABC):
     """Subclasses build their `web.Application` in `_application()` (run in the loop)."""
 
     thread_name = "fake-server"
@@ -24,10 +25,11 @@ class LoopServer:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
 
+    @abstractmethod
     def _application(self) -> web.Application:
-        raise NotImplementedError
+        """The server's routes."""
 
-    async def _before_stop(self) -> None:
+    async def _before_stop(self) -> None:  # noqa: B027 (optional hook, nothing by default)
         """Release what waits in the loop (long polls) before the server shuts down."""
 
     def start(self) -> Self:
