@@ -17,19 +17,11 @@ from intake.mail.parse import parse_email
 from intake.outbox import Envelope as OutEnvelope
 from intake.outbox import MaildirRelay, OutboxSender, SmtpRelay
 from intake.service import IntakeService
+from tests.support.clock import ManualClock
 from tests.support.factories import make_mail
 from tests.support.network import Sink, free_port
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+START = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -59,7 +51,7 @@ def relay_port() -> Iterator[int]:
 def test_replies_wait_while_the_relay_is_down_and_go_out_once_when_it_is_back(
     cfg: Config, queued: sessionmaker[Session], relay_port: int
 ) -> None:
-    clock = Clock()
+    clock = ManualClock(START)
     relay = SmtpRelay(
         RelayConfig(mode="smtp", host="127.0.0.1", port=relay_port, timeout_seconds=2),
         "support@example.com",
@@ -90,7 +82,7 @@ def test_a_refused_recipient_is_marked_failed_and_not_retried(
     controller = Controller(Sink(refuse=True), hostname="127.0.0.1", port=relay_port)
     controller.start()
     try:
-        clock = Clock()
+        clock = ManualClock(START)
         relay = SmtpRelay(
             RelayConfig(mode="smtp", host="127.0.0.1", port=relay_port), "support@example.com"
         )
@@ -108,7 +100,7 @@ def test_a_sender_that_died_mid_delivery_is_retried_after_its_lease_without_a_se
 ) -> None:
     maildir = tmp_path / "replies"
     relay = MaildirRelay(maildir)
-    clock = Clock()
+    clock = ManualClock(START)
     first = OutboxSender(queued, relay, cfg.outbox, clock)
     # The first sender leases the rows and writes the files, then "dies" before marking them.
     with queued.begin() as session:
@@ -137,7 +129,7 @@ def test_a_burst_of_replies_goes_out_over_reused_connections_and_survives_a_rela
     at = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
     for i in range(12):
         service.receive(parse_email(make_mail(sender=f"kollege{i}@muster.example"), at))
-    clock = Clock()
+    clock = ManualClock(START)
     relay = SmtpRelay(
         RelayConfig(mode="smtp", host="127.0.0.1", port=relay_port), "support@example.com"
     )
@@ -198,7 +190,7 @@ def test_one_recipient_reads_its_messages_in_the_order_they_were_queued(
     with sessions.begin() as session:
         for i in range(12):
             send_chat(session, 100 + i % 3, f"Nachricht {i}", now=now)
-    clock = Clock()
+    clock = ManualClock(START)
     relay = RecordingRelay(flaky="101")
     sender = OutboxSender(sessions, MaildirRelay(tmp_path / "m"), cfg.outbox, clock, relay)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,16 +17,9 @@ from intake.db.tables import Contact, Message, OutboxItem, TelegramChat, Telegra
 from intake.service import IntakeService
 from intake.telegram.chat import ChatService
 from intake.telegram.events import ChatEvent
+from tests.support.clock import ManualClock
 from tests.support.config import FIXED_NOW, make_config
 from tests.support.web import PASSWORD, csrf_of, login
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -37,13 +30,13 @@ def cfg(tmp_path: Path, sqlite_url: str) -> Config:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(FIXED_NOW)
+def clock() -> ManualClock:
+    return ManualClock(FIXED_NOW)
 
 
 @pytest.fixture
 def chat(
-    cfg: Config, sessions: sessionmaker[Session], model: PriorityModel, clock: Clock
+    cfg: Config, sessions: sessionmaker[Session], model: PriorityModel, clock: ManualClock
 ) -> ChatService:
     return ChatService(cfg, sessions, IntakeService(cfg, sessions, model), 1, clock)
 
@@ -51,7 +44,7 @@ def chat(
 class Chat:
     """One customer's chat: each say() is a new update."""
 
-    def __init__(self, service: ChatService, clock: Clock, chat_id: int = 42) -> None:
+    def __init__(self, service: ChatService, clock: ManualClock, chat_id: int = 42) -> None:
         self.service, self.clock, self.chat_id, self.update = service, clock, chat_id, 0
 
     def say(self, text: str) -> None:
@@ -69,7 +62,7 @@ class Chat:
         )
 
 
-def linked(service: ChatService, clock: Clock, address: str, chat_id: int = 42) -> Chat:
+def linked(service: ChatService, clock: ManualClock, address: str, chat_id: int = 42) -> Chat:
     """A chat linked the way a customer does it: /start, the address, the mailed code."""
     user = Chat(service, clock, chat_id)
     user.say("/start")
@@ -103,7 +96,7 @@ def state(sessions: sessionmaker[Session], chat_id: int = 42) -> TelegramChat:
 
 
 def test_a_code_expires_after_fifteen_minutes(
-    chat: ChatService, sessions: sessionmaker[Session], clock: Clock
+    chat: ChatService, sessions: sessionmaker[Session], clock: ManualClock
 ) -> None:
     user = Chat(chat, clock)
     user.say("/start")
@@ -116,7 +109,7 @@ def test_a_code_expires_after_fifteen_minutes(
 
 
 def test_a_code_within_its_time_links_the_chat(
-    chat: ChatService, sessions: sessionmaker[Session], clock: Clock
+    chat: ChatService, sessions: sessionmaker[Session], clock: ManualClock
 ) -> None:
     user = Chat(chat, clock)
     user.say("/start")
@@ -131,7 +124,7 @@ def test_a_code_within_its_time_links_the_chat(
 
 
 def test_five_wrong_codes_void_the_code_even_the_right_one_after(
-    chat: ChatService, sessions: sessionmaker[Session], clock: Clock
+    chat: ChatService, sessions: sessionmaker[Session], clock: ManualClock
 ) -> None:
     user = Chat(chat, clock)
     user.say("/start")
@@ -145,7 +138,7 @@ def test_five_wrong_codes_void_the_code_even_the_right_one_after(
 
 
 def test_codes_per_hour_are_limited_per_chat_and_per_address(
-    chat: ChatService, sessions: sessionmaker[Session], clock: Clock
+    chat: ChatService, sessions: sessionmaker[Session], clock: ManualClock
 ) -> None:
     user = Chat(chat, clock)
     user.say("/start")
@@ -169,7 +162,7 @@ def test_codes_per_hour_are_limited_per_chat_and_per_address(
 
 @pytest.mark.parametrize("address", ["support@example.com", "noreply@muster.example"])
 def test_no_code_is_mailed_to_our_own_or_a_machine_address_even_if_a_contact_has_it(
-    address: str, chat: ChatService, sessions: sessionmaker[Session], clock: Clock
+    address: str, chat: ChatService, sessions: sessionmaker[Session], clock: ManualClock
 ) -> None:
     with sessions.begin() as session:  # a mistake in customers.yaml
         contact = session.scalars(select(Contact).where(Contact.email == "it@muster.example")).one()
@@ -183,7 +176,7 @@ def test_no_code_is_mailed_to_our_own_or_a_machine_address_even_if_a_contact_has
 
 
 def test_the_log_keeps_a_typed_address_with_a_quote_and_a_backslash_as_json(
-    chat: ChatService, clock: Clock, caplog: pytest.LogCaptureFixture
+    chat: ChatService, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The address is whatever the customer typed; it must not break the log line."""
     address = 'o"brien\\x@muster.example'
@@ -198,7 +191,7 @@ def test_the_log_keeps_a_typed_address_with_a_quote_and_a_backslash_as_json(
 
 
 def test_a_priority_button_outside_the_staff_chat_is_refused_and_logged_as_json(
-    chat: ChatService, clock: Clock, caplog: pytest.LogCaptureFixture
+    chat: ChatService, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="intake.telegram"):
         outcome = chat.handle(
@@ -219,7 +212,7 @@ def test_a_priority_button_outside_the_staff_chat_is_refused_and_logged_as_json(
 
 
 def test_an_address_written_by_a_linked_customer_is_a_request_with_a_priority(
-    chat: ChatService, sessions: sessionmaker[Session], clock: Clock
+    chat: ChatService, sessions: sessionmaker[Session], clock: ManualClock
 ) -> None:
     user = linked(chat, clock, "it@muster.example")
     user.say("kollege@muster.example")
@@ -230,7 +223,7 @@ def test_an_address_written_by_a_linked_customer_is_a_request_with_a_priority(
 
 
 def test_staff_see_a_chat_ticket_and_a_correction_is_told_in_the_chat(
-    cfg: Config, chat: ChatService, sessions: sessionmaker[Session], clock: Clock
+    cfg: Config, chat: ChatService, sessions: sessionmaker[Session], clock: ManualClock
 ) -> None:
     from fastapi.testclient import TestClient
 
@@ -265,7 +258,7 @@ def test_staff_see_a_chat_ticket_and_a_correction_is_told_in_the_chat(
 
 
 def test_another_chat_cannot_move_a_customers_message(
-    chat: ChatService, sessions: sessionmaker[Session], clock: Clock
+    chat: ChatService, sessions: sessionmaker[Session], clock: ManualClock
 ) -> None:
     """Buttons carry a message id; a forged press from another chat changes nothing."""
     owner = linked(chat, clock, "it@muster.example", 42)

@@ -19,19 +19,12 @@ from intake.db.tables import Attachment, InboxItem, Message, Ticket, TriageRecor
 from intake.domain import Channel, InboxState, Outcome, Prediction, TicketStatus
 from intake.service import IntakeService
 from intake.triage import TriageWorker
+from tests.support.clock import ManualClock
 from tests.support.database import count
 from tests.support.factories import make_mail, many_parts_mail, nested_mail
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)  # a Friday morning
 POISON = "GIFTPILLE"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class CountingModel:
@@ -53,8 +46,8 @@ def stored(acceptor: Acceptor, raw: bytes, envelope: str = "it@muster.example") 
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock(NOW)
 
 
 @pytest.fixture
@@ -64,7 +57,7 @@ def counting(model: PriorityModel) -> CountingModel:
 
 @pytest.fixture
 def worker(
-    cfg: Config, sessions: sessionmaker[Session], counting: CountingModel, clock: Clock
+    cfg: Config, sessions: sessionmaker[Session], counting: CountingModel, clock: ManualClock
 ) -> TriageWorker:
     return TriageWorker(cfg.triage, sessions, IntakeService(cfg, sessions, counting), clock)
 
@@ -108,7 +101,7 @@ def test_a_second_delivery_is_stored_and_recognised_by_its_message_id(
 
 
 def test_a_poisonous_message_is_retried_then_held_for_staff_and_never_blocks_the_rest(
-    sessions: sessionmaker[Session], worker: TriageWorker, clock: Clock, cfg: Config
+    sessions: sessionmaker[Session], worker: TriageWorker, clock: ManualClock, cfg: Config
 ) -> None:
     acceptor = Acceptor(sessions)
     poison = make_mail(subject="Drucker", body=f"Der Drucker druckt {POISON} nicht.")
@@ -139,7 +132,7 @@ def test_a_poisonous_message_is_retried_then_held_for_staff_and_never_blocks_the
 
 
 def test_a_record_that_fails_half_way_leaves_nothing_half_written(
-    sessions: sessionmaker[Session], worker: TriageWorker, clock: Clock, cfg: Config
+    sessions: sessionmaker[Session], worker: TriageWorker, clock: ManualClock, cfg: Config
 ) -> None:
     service = worker.service
     real = service.record
