@@ -567,8 +567,16 @@ class ZnunyConfig(Section):
     @field_validator("agent_url")
     @classmethod
     def _agent_url_names_the_ticket(cls, value: str | None) -> str | None:
-        if value is not None and "{ticket_id}" not in value and "{ticket_number}" not in value:
+        if value is None:
+            return value
+        if "{ticket_id}" not in value and "{ticket_number}" not in value:
             raise ValueError("must contain {ticket_id} or {ticket_number}")
+        try:  # the staff page fills it in: any other placeholder would break the page
+            value.format(ticket_id=1, ticket_number="1")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"only {{ticket_id}} and {{ticket_number}} may stand in braces ({exc!r})"
+            ) from None
         return value
 
     @field_validator("header_prefix")

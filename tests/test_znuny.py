@@ -36,6 +36,7 @@ from intake.znuny import handover
 from intake.znuny.client import ZnunyClient
 from intake.znuny.handover import HANDOVER_CHANNEL, HandoverState
 from intake.znuny.relay import ZnunyRelay
+from tests.support.clock import ManualClock
 from tests.support.config import make_config
 from tests.support.factories import make_mail
 from tests.support.web import PASSWORD, csrf_of, login
@@ -43,17 +44,6 @@ from tests.support.znuny import FakeZnuny
 
 AT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)  # Wednesday 10:00 in Berlin
 CUSTOMER = "it@muster.example"  # K-1001, Basic
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = AT
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def later(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @pytest.fixture
@@ -85,7 +75,7 @@ class Intake:
     ) -> None:
         self.cfg = cfg
         self.sessions = sessions
-        self.clock = Clock()
+        self.clock = ManualClock(AT)
         self.service = IntakeService(cfg, sessions, model)
         self.relay = ZnunyRelay(cfg, sessions, ZnunyClient(cfg.znuny), self.clock)
         self.outbox = OutboxSender(
@@ -103,7 +93,7 @@ class Intake:
         """Run the outbox `rounds` times, letting the backoff pass between them."""
         for _ in range(rounds):
             self.outbox.run_once()
-            self.clock.later(seconds=self.cfg.outbox.retry_max_seconds + 1)
+            self.clock.advance(self.cfg.outbox.retry_max_seconds + 1)
 
     def ticket(self, number: str | None) -> Ticket:
         with self.sessions() as session:
@@ -374,6 +364,13 @@ def test_the_password_comes_only_from_the_environment_and_plain_http_only_on_loo
     )
     with pytest.raises(ConfigError, match=r"znuny\.password"):
         load_config(config, {})
+    with pytest.raises(ConfigError, match=r"znuny\.agent_url: .*only \{ticket_id\}"):
+        load_config(
+            None,
+            {
+                "INTAKE_ZNUNY__AGENT_URL": "https://otrs.example.com/index.pl?TicketID={ticket_id};Queue={queue}"
+            },
+        )
     with pytest.raises(ConfigError, match="https"):
         load_config(
             None,
